@@ -1,0 +1,14 @@
+#![doc = include_str!("../README.md")]
+
+pub mod deployment;
+pub mod digest;
+pub mod gzip;
+pub mod lockfile;
+pub mod manifest;
+pub mod pack;
+pub mod project;
+pub mod provenance;
+pub mod sbom;
+pub mod selection;
+pub mod signing;
+pub mod unpack;
