@@ -217,9 +217,7 @@ fn compress_block(level: u32, job: &Job) -> io::Result<(Vec<u8>, crc32fast::Hash
             out.reserve(64 * 1024);
         }
         let consumed = usize::try_from(compress.total_in()).map_err(io::Error::other)?;
-        let status = compress
-            .compress_vec(&job.data[consumed..], &mut out, flush)
-            .map_err(io::Error::other)?;
+        let status = compress.compress_vec(&job.data[consumed..], &mut out, flush).map_err(io::Error::other)?;
         let all_in = compress.total_in() == job.data.len() as u64;
         match status {
             Status::StreamEnd => break,

@@ -12,3 +12,4 @@ pub mod sbom;
 pub mod selection;
 pub mod signing;
 pub mod unpack;
+pub mod wire;

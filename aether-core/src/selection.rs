@@ -16,10 +16,15 @@ pub const AETHERIGNORE: &str = ".aetherignore";
 /// What an archive entry is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EntryKind {
-    File { size: u64, executable: bool },
+    File {
+        size: u64,
+        executable: bool,
+    },
     Dir,
     /// The target exactly as stored in the link; always relative and inside the tree.
-    Symlink { target: String },
+    Symlink {
+        target: String,
+    },
 }
 
 /// One entry of the artifact: where it comes from and what it is called inside.
@@ -69,11 +74,7 @@ pub enum SelectionError {
 /// Selects the project's files and its installed `node_modules`.
 pub fn select(options: &SelectionOptions) -> Result<Selection, SelectionError> {
     let root = canonical(&options.root)?;
-    let exclude = options
-        .exclude
-        .iter()
-        .filter_map(|p| std::fs::canonicalize(p).ok())
-        .collect::<Vec<_>>();
+    let exclude = options.exclude.iter().filter_map(|p| std::fs::canonicalize(p).ok()).collect::<Vec<_>>();
     let mut selection = Selection::default();
     walk_sources(&root, &exclude, &mut selection)?;
 
@@ -103,9 +104,7 @@ fn walk_sources(root: &Path, exclude: &[PathBuf], out: &mut Selection) -> Result
         .follow_links(false)
         .filter_entry(move |entry| {
             let path = entry.path();
-            entry.file_name() != ".git"
-                && path != top_node_modules
-                && !exclude.iter().any(|x| path.starts_with(x))
+            entry.file_name() != ".git" && path != top_node_modules && !exclude.iter().any(|x| path.starts_with(x))
         })
         .build();
     for entry in walker {
@@ -127,8 +126,7 @@ fn walk_node_modules(
 ) -> Result<(), SelectionError> {
     let virtual_top = root.join("node_modules");
     let exclude = exclude.to_vec();
-    let (dir_for_filter, top_for_filter, rules_for_filter) =
-        (dir.to_path_buf(), virtual_top.clone(), rules.clone());
+    let (dir_for_filter, top_for_filter, rules_for_filter) = (dir.to_path_buf(), virtual_top.clone(), rules.clone());
     let walker = WalkBuilder::new(dir)
         .standard_filters(false)
         .hidden(false)
@@ -158,10 +156,7 @@ fn add_entry(root: &Path, virtual_path: &Path, source: &Path, out: &mut Selectio
     let meta = std::fs::symlink_metadata(source).map_err(|e| io_error(source, e))?;
     let kind = if meta.file_type().is_symlink() {
         let target = std::fs::read_link(source).map_err(|e| io_error(source, e))?;
-        let target = target
-            .to_str()
-            .ok_or_else(|| SelectionError::NonUtf8Path { path: target.clone() })?
-            .to_owned();
+        let target = target.to_str().ok_or_else(|| SelectionError::NonUtf8Path { path: target.clone() })?.to_owned();
         if !symlink_stays_inside(&archive_path, &target) {
             return Err(SelectionError::SymlinkEscapes { path: archive_path, target });
         }
@@ -184,9 +179,9 @@ fn archive_path(root: &Path, path: &Path) -> Result<String, SelectionError> {
     let mut parts = Vec::new();
     for component in rel.components() {
         match component {
-            Component::Normal(part) => parts.push(
-                part.to_str().ok_or_else(|| SelectionError::NonUtf8Path { path: path.to_path_buf() })?,
-            ),
+            Component::Normal(part) => {
+                parts.push(part.to_str().ok_or_else(|| SelectionError::NonUtf8Path { path: path.to_path_buf() })?)
+            }
             _ => return Err(SelectionError::NonUtf8Path { path: path.to_path_buf() }),
         }
     }

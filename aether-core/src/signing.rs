@@ -122,8 +122,7 @@ pub fn verify_digest(public_key_hex: &str, digest_hex: &str, signature_hex: &str
 /// Verifies any signature of the envelope against the key and returns the payload bytes.
 pub fn verify_dsse(envelope: &DsseEnvelope, public_key_hex: &str) -> Result<Vec<u8>, VerifyError> {
     let key = verifying_key(public_key_hex)?;
-    let payload =
-        BASE64.decode(&envelope.payload).map_err(|e| VerifyError::MalformedEnvelope(e.to_string()))?;
+    let payload = BASE64.decode(&envelope.payload).map_err(|e| VerifyError::MalformedEnvelope(e.to_string()))?;
     let pae = dsse_pae(&envelope.payload_type, &payload);
     let verified = envelope.signatures.iter().any(|s| {
         BASE64
@@ -159,7 +158,10 @@ mod tests {
 
     #[test]
     fn pae_matches_the_dsse_spec_example() {
-        assert_eq!(dsse_pae("http://example.com/HelloWorld", b"hello world"), b"DSSEv1 29 http://example.com/HelloWorld 11 hello world".to_vec());
+        assert_eq!(
+            dsse_pae("http://example.com/HelloWorld", b"hello world"),
+            b"DSSEv1 29 http://example.com/HelloWorld 11 hello world".to_vec()
+        );
     }
 
     #[test]

@@ -150,7 +150,9 @@ fn selection_follows_gitignore_but_node_modules_always_ships() {
     ] {
         assert!(p.contains(&shipped.to_owned()), "{shipped} must ship: {p:?}");
     }
-    for dropped in ["debug.log", "src/generated/a.tmp", ".git/HEAD", ".git", "vendor/.git", ".aether/app.tar.gz", ".aether"] {
+    for dropped in
+        ["debug.log", "src/generated/a.tmp", ".git/HEAD", ".git", "vendor/.git", ".aether/app.tar.gz", ".aether"]
+    {
         assert!(!p.contains(&dropped.to_owned()), "{dropped} must not ship: {p:?}");
     }
 }
@@ -166,7 +168,9 @@ fn aetherignore_can_exclude_node_modules_content_and_sources() {
     write(root, ".aetherignore", "node_modules/**/README.md\nnode_modules/tool/test/\ndocs/\n", 0o644);
     let p = paths(root);
     assert!(p.contains(&"node_modules/tool/cli.js".to_owned()));
-    for dropped in ["node_modules/tool/README.md", "node_modules/tool/test/spec.js", "node_modules/tool/test", "docs/guide.md"] {
+    for dropped in
+        ["node_modules/tool/README.md", "node_modules/tool/test/spec.js", "node_modules/tool/test", "docs/guide.md"]
+    {
         assert!(!p.contains(&dropped.to_owned()), "{dropped} must not ship: {p:?}");
     }
 }

@@ -1,0 +1,69 @@
+//! Exit codes and the error shape every command reports.
+
+use std::process::ExitCode;
+
+use aether_sdk::ErrorKind;
+
+/// The documented exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Ok = 0,
+    Usage = 2,
+    Config = 10,
+    Runtime = 20,
+    Io = 30,
+    Network = 40,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(exit: Exit) -> Self {
+        ExitCode::from(exit as u8)
+    }
+}
+
+/// An error as the user sees it: an exit code, a stable code string and a message.
+#[derive(Debug)]
+pub struct CliError {
+    pub exit: Exit,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl CliError {
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self { exit: Exit::Usage, code: "usage", message: message.into() }
+    }
+
+    pub fn config(code: &'static str, message: impl Into<String>) -> Self {
+        Self { exit: Exit::Config, code, message: message.into() }
+    }
+}
+
+impl From<aether_sdk::Error> for CliError {
+    fn from(error: aether_sdk::Error) -> Self {
+        let exit = match error.kind() {
+            ErrorKind::Usage => Exit::Usage,
+            ErrorKind::Config => Exit::Config,
+            ErrorKind::Runtime => Exit::Runtime,
+            ErrorKind::Io => Exit::Io,
+            ErrorKind::Network => Exit::Network,
+        };
+        Self { exit, code: error.code(), message: error_chain(&error) }
+    }
+}
+
+/// The error and its sources on one line ("cannot read X: permission denied"), skipping
+/// sources whose text the outer message already contains.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        let text = inner.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = inner.source();
+    }
+    message
+}

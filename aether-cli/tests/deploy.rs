@@ -1,0 +1,335 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! The real `aether` binary and real npm on `examples/sample-node`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const KEY: &str = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
+
+struct Sandbox {
+    _dir: tempfile::TempDir,
+    project: PathBuf,
+    home: PathBuf,
+}
+
+impl Sandbox {
+    /// A copy of the sample app plus private HOME/XDG directories.
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let project = dir.path().join("sample-node");
+        std::fs::create_dir_all(&project).unwrap();
+        let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/sample-node");
+        for name in ["package.json", "package-lock.json", "server.js", ".gitignore"] {
+            std::fs::copy(sample.join(name), project.join(name)).unwrap();
+        }
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        Self { _dir: dir, project, home }
+    }
+
+    fn aether(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_aether"));
+        cmd.args(args)
+            .current_dir(&self.project)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", &self.home)
+            .env("XDG_CONFIG_HOME", self.home.join("config"))
+            .env("XDG_CACHE_HOME", self.home.join("cache"));
+        cmd
+    }
+
+    fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = self.aether(args);
+        cmd.envs(env.iter().copied());
+        cmd.output().unwrap()
+    }
+}
+
+fn json(output: &Output) -> Value {
+    let stdout = String::from_utf8(output.stdout.clone()).unwrap();
+    assert_eq!(stdout.trim_end().lines().count(), 1, "exactly one JSON line on stdout: {stdout}");
+    assert!(!stdout.contains('\u{1b}'), "no escape codes in JSON output");
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+fn sha256_file(path: &Path) -> String {
+    aether_core::digest::sha256_hex(&std::fs::read(path).unwrap())
+}
+
+#[test]
+fn pack_only_writes_a_signed_described_artifact_and_reuses_the_install_cache() {
+    let sb = Sandbox::new();
+    let out = sb.run(&["deploy", "--pack-only", "--format", "json"], &[("AETHER_SIGNING_KEY", KEY)]);
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let v = json(&out);
+    let artifact = PathBuf::from(v["artifact"].as_str().unwrap());
+    assert_eq!(artifact, sb.project.canonicalize().unwrap().join(".aether/app.tar.gz"));
+    let digest = v["digest"].as_str().unwrap();
+    assert_eq!(digest, sha256_file(&artifact));
+    assert_eq!(v["size_bytes"].as_u64().unwrap(), std::fs::metadata(&artifact).unwrap().len());
+    assert_eq!(v["install"]["command"], "npm ci --omit=dev --no-audit --no-fund");
+    assert_eq!(v["install"]["cached"], false);
+
+    let manifest: Value = serde_json::from_slice(&std::fs::read(v["manifest"].as_str().unwrap()).unwrap()).unwrap();
+    assert_eq!(manifest["digest"], digest);
+    let paths: Vec<&str> =
+        manifest["entries"].as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap()).collect();
+    assert!(paths.contains(&"node_modules/ms/index.js") && paths.contains(&"server.js"), "{paths:?}");
+    assert!(!paths.iter().any(|p| p.contains("is-number")), "dev dependencies are not packed");
+    assert!(!paths.iter().any(|p| p.starts_with(".aether")), "outputs are never packed");
+
+    let sbom: Value = serde_json::from_slice(&std::fs::read(v["sbom"].as_str().unwrap()).unwrap()).unwrap();
+    assert_eq!(sbom["specVersion"], "1.5");
+    let purls: Vec<&str> = sbom["components"].as_array().unwrap().iter().filter_map(|c| c["purl"].as_str()).collect();
+    assert_eq!(purls, ["pkg:npm/ms@2.1.3"]);
+
+    let signature = std::fs::read_to_string(v["signature"].as_str().unwrap()).unwrap();
+    assert_eq!(signature.len(), 128);
+    assert_eq!(v["public_key"], "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a");
+    aether_core::signing::verify_digest(v["public_key"].as_str().unwrap(), digest, &signature).unwrap();
+
+    let envelope: aether_core::signing::DsseEnvelope =
+        serde_json::from_slice(&std::fs::read(v["provenance"].as_str().unwrap()).unwrap()).unwrap();
+    let payload = aether_core::signing::verify_dsse(&envelope, v["public_key"].as_str().unwrap()).unwrap();
+    let statement: Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(statement["subject"][0]["digest"]["sha256"], digest);
+    let byproducts = &statement["predicate"]["runDetails"]["byproducts"];
+    assert_eq!(byproducts[0]["digest"]["sha256"], sha256_file(Path::new(v["manifest"].as_str().unwrap())));
+    assert_eq!(byproducts[1]["digest"]["sha256"], sha256_file(Path::new(v["sbom"].as_str().unwrap())));
+    let lock = &statement["predicate"]["buildDefinition"]["resolvedDependencies"][0];
+    assert_eq!(lock["digest"]["sha256"], sha256_file(&sb.project.join("package-lock.json")));
+
+    // The runtimes' safe unpacker takes the artifact back apart.
+    let release = sb.home.join("release");
+    let summary = aether_core::unpack::unpack_tar_gz(
+        std::fs::File::open(&artifact).unwrap(),
+        &release,
+        &aether_core::unpack::UnpackLimits::default(),
+    )
+    .unwrap();
+    assert_eq!(summary.files, manifest["total_files"].as_u64().unwrap());
+    assert_eq!(std::fs::read(release.join("server.js")).unwrap(), std::fs::read(sb.project.join("server.js")).unwrap());
+    assert!(release.join("node_modules/ms/index.js").is_file());
+
+    // Same lockfile: no reinstall, same bytes.
+    let again = json(&sb.run(&["deploy", "--pack-only", "--format", "json"], &[("AETHER_SIGNING_KEY", KEY)]));
+    assert_eq!(again["install"]["cached"], true);
+    assert_eq!(again["digest"], digest);
+}
+
+#[test]
+fn dry_run_reports_the_digest_without_writing() {
+    let sb = Sandbox::new();
+    let dry = json(&sb.run(&["deploy", "--dry-run", "--format", "json"], &[]));
+    assert_eq!(dry["dry_run"], true);
+    assert!(dry["artifact"].is_null() && dry["manifest"].is_null() && dry["signature"].is_null());
+    assert!(!sb.project.join(".aether").exists());
+    let packed = json(&sb.run(&["deploy", "--pack-only", "--format", "json", "--no-sbom"], &[]));
+    assert_eq!(dry["digest"], packed["digest"]);
+    assert!(packed["sbom"].is_null() && packed["signature"].is_null());
+    let provenance: Value =
+        serde_json::from_slice(&std::fs::read(packed["provenance"].as_str().unwrap()).unwrap()).unwrap();
+    assert_eq!(provenance["_type"], "https://in-toto.io/Statement/v1");
+    assert_eq!(provenance["predicateType"], "https://slsa.dev/provenance/v1");
+}
+
+#[test]
+fn out_dir_legacy_sbom_and_no_install() {
+    let sb = Sandbox::new();
+    let out_dir = sb.home.join("artifacts");
+    let v = json(&sb.run(
+        &[
+            "deploy",
+            "--pack-only",
+            "--no-install",
+            "--legacy-sbom",
+            "--out",
+            out_dir.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+        &[],
+    ));
+    assert_eq!(PathBuf::from(v["artifact"].as_str().unwrap()), out_dir.join("app.tar.gz"));
+    assert!(v["install"].is_null());
+    let sbom: Value = serde_json::from_slice(&std::fs::read(v["sbom"].as_str().unwrap()).unwrap()).unwrap();
+    assert_eq!(sbom["schema"], "aether-sbom-v1");
+    // No node_modules in the tree and no install: only the sources ship.
+    let manifest: Value = serde_json::from_slice(&std::fs::read(v["manifest"].as_str().unwrap()).unwrap()).unwrap();
+    assert_eq!(manifest["total_files"], 4);
+}
+
+#[test]
+fn text_output_is_for_people() {
+    let sb = Sandbox::new();
+    let out = sb.run(&["deploy", "--pack-only", "--no-install"], &[]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("Packed sample-node@1.0.0 -> "), "{text}");
+    assert!(text.contains("  digest     sha256:"), "{text}");
+}
+
+fn expect_error(out: &Output, exit: i32, code: &str) -> String {
+    assert_eq!(out.status.code(), Some(exit), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let v = json(out);
+    assert_eq!(v["error"]["code"], code, "{v}");
+    v["error"]["message"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn missing_package_json_is_a_usage_error() {
+    let sb = Sandbox::new();
+    std::fs::remove_file(sb.project.join("package.json")).unwrap();
+    let message = expect_error(&sb.run(&["deploy", "--pack-only", "--format", "json"], &[]), 2, "no_package_json");
+    assert!(message.contains("package.json"), "{message}");
+    let out = sb.run(&["deploy", "--pack-only", "/nonexistent/dir"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no package.json"));
+}
+
+#[test]
+fn bad_config_and_bad_keys_are_config_errors() {
+    let sb = Sandbox::new();
+    let args = ["deploy", "--pack-only", "--no-install", "--format", "json"];
+    let bad_key = expect_error(&sb.run(&args, &[("AETHER_SIGNING_KEY", "abcd")]), 10, "invalid_signing_key");
+    assert!(bad_key.contains("64 hex"), "{bad_key}");
+    let key_file = sb.home.join("key.hex");
+    std::fs::write(&key_file, "zz".repeat(32)).unwrap();
+    expect_error(&sb.run(&args, &[("AETHER_SIGNING_KEY", key_file.to_str().unwrap())]), 10, "invalid_signing_key");
+    std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
+    let ok = json(&sb.run(&args, &[("AETHER_SIGNING_KEY", key_file.to_str().unwrap())]));
+    assert!(ok["signature"].is_string());
+
+    expect_error(&sb.run(&args, &[("SOURCE_DATE_EPOCH", "yesterday")]), 10, "invalid_variable");
+    std::fs::create_dir_all(sb.home.join("config/aether")).unwrap();
+    std::fs::write(sb.home.join("config/aether/config.toml"), "namespace = [unclosed").unwrap();
+    let message = expect_error(&sb.run(&args, &[]), 10, "invalid_config");
+    assert!(message.contains("config.toml"), "{message}");
+    assert!(!sb.project.join(".aether/app.tar.gz").exists() || ok["artifact"].is_string());
+}
+
+#[test]
+fn npm_failure_is_a_runtime_error_with_its_stderr() {
+    let sb = Sandbox::new();
+    // A dependency the lockfile does not have: npm ci refuses before touching the network.
+    let package = std::fs::read_to_string(sb.project.join("package.json")).unwrap();
+    std::fs::write(
+        sb.project.join("package.json"),
+        package.replace("\"ms\": \"2.1.3\"", "\"ms\": \"2.1.3\", \"left-pad\": \"1.3.0\""),
+    )
+    .unwrap();
+    let message = expect_error(&sb.run(&["deploy", "--pack-only", "--format", "json"], &[]), 20, "command_failed");
+    assert!(message.contains("npm ci --omit=dev"), "{message}");
+    assert!(message.contains("npm error"), "npm's own stderr is shown: {message}");
+    assert!(!sb.project.join(".aether/app.tar.gz").exists());
+}
+
+#[test]
+fn symlink_escaping_the_tree_names_the_path() {
+    let sb = Sandbox::new();
+    std::os::unix::fs::symlink("/etc/passwd", sb.project.join("passwd")).unwrap();
+    let message = expect_error(
+        &sb.run(&["deploy", "--pack-only", "--no-install", "--format", "json"], &[]),
+        2,
+        "symlink_escapes_tree",
+    );
+    assert!(message.contains("passwd"), "{message}");
+    let leftovers: Vec<_> = std::fs::read_dir(sb.project.join(".aether")).map(|d| d.count()).into_iter().collect();
+    assert!(leftovers.iter().all(|n| *n == 0), "nothing half-written remains");
+}
+
+#[test]
+fn provenance_timeout_is_noted_or_fatal_when_required() {
+    let sb = Sandbox::new();
+    let v = json(
+        &sb.run(&["deploy", "--dry-run", "--no-install", "--format", "json"], &[("AETHER_PROVENANCE_TIMEOUT_MS", "0")]),
+    );
+    assert_eq!(v["note"], "timeout");
+    assert!(v["provenance"].is_null());
+    let out = sb.run(
+        &["deploy", "--pack-only", "--no-install", "--format", "json"],
+        &[("AETHER_PROVENANCE_TIMEOUT_MS", "0"), ("AETHER_REQUIRE_PROVENANCE", "1")],
+    );
+    expect_error(&out, 20, "provenance_failed");
+}
+
+#[test]
+fn usage_errors_help_and_completions() {
+    let sb = Sandbox::new();
+    let out = sb.run(&["deploy", "--bogus", "--format", "json"], &[]);
+    expect_error(&out, 2, "usage");
+    let out = sb.run(&["deploy", "--format", "json"], &[]);
+    let message = expect_error(&out, 2, "usage");
+    assert!(message.contains("--pack-only"), "{message}");
+    let help = sb.run(&["--help"], &[]);
+    assert!(help.status.success());
+    assert!(String::from_utf8_lossy(&help.stdout).contains("deploy"));
+    let bash = sb.run(&["completions", "--shell", "bash"], &[]);
+    assert!(bash.status.success() && String::from_utf8_lossy(&bash.stdout).contains("complete -F"));
+    let zsh = sb.run(&["completions", "--shell", "zsh"], &[]);
+    assert!(String::from_utf8_lossy(&zsh.stdout).contains("#compdef aether"));
+}
+
+#[test]
+fn logs_go_to_stderr_as_json_when_asked() {
+    let sb = Sandbox::new();
+    let out =
+        sb.run(&["--log-level", "debug", "--log-format", "json", "deploy", "--pack-only", "--format", "json"], &[]);
+    assert!(out.status.success());
+    json(&out);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let first = stderr.lines().next().expect("debug logs on stderr");
+    let line: Value = serde_json::from_str(first).unwrap();
+    assert!(line["level"].is_string(), "{line}");
+}
+
+/// A standard DSSE verifier (securesystemslib, the in-toto reference) accepts the envelope and
+/// rejects it once the payload is tampered with.
+#[test]
+fn provenance_envelope_passes_a_standard_dsse_verifier() {
+    let sb = Sandbox::new();
+    let v =
+        json(&sb.run(&["deploy", "--pack-only", "--no-install", "--format", "json"], &[("AETHER_SIGNING_KEY", KEY)]));
+    let envelope_path = v["provenance"].as_str().unwrap();
+    let public_key = v["public_key"].as_str().unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/verify_dsse.py");
+    let verify = |path: &str| Command::new("python3").arg(&script).arg(path).arg(public_key).output().unwrap();
+    let ok = verify(envelope_path);
+    let stderr = String::from_utf8_lossy(&ok.stderr);
+    assert!(!stderr.contains("ModuleNotFoundError"), "run `pip install -r requirements-dev.txt`: {stderr}");
+    assert!(ok.status.success(), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&ok.stdout).trim(), "application/vnd.in-toto+json");
+
+    let mut envelope: Value = serde_json::from_slice(&std::fs::read(envelope_path).unwrap()).unwrap();
+    envelope["payload"] = Value::String(envelope["payload"].as_str().unwrap().replacen('e', "f", 1));
+    let tampered = sb.home.join("tampered.json");
+    std::fs::write(&tampered, serde_json::to_vec(&envelope).unwrap()).unwrap();
+    assert!(!verify(tampered.to_str().unwrap()).status.success());
+}
+
+#[test]
+fn unwritable_output_is_an_io_error() {
+    let sb = Sandbox::new();
+    let not_a_dir = sb.home.join("file");
+    std::fs::write(&not_a_dir, "x").unwrap();
+    let args = ["deploy", "--pack-only", "--no-install", "--format", "json", "--out", not_a_dir.to_str().unwrap()];
+    let message = expect_error(&sb.run(&args, &[]), 30, "io");
+    assert!(message.contains("file"), "{message}");
+}
+
+#[test]
+fn namespace_comes_from_the_environment_over_the_config_file() {
+    let sb = Sandbox::new();
+    std::fs::create_dir_all(sb.home.join("config/aether")).unwrap();
+    std::fs::write(sb.home.join("config/aether/config.toml"), "namespace = \"from-config\"\n").unwrap();
+    let args = ["deploy", "--pack-only", "--no-install", "--format", "json"];
+    let v = json(&sb.run(&args, &[]));
+    assert_eq!(v["namespace"], "from-config");
+    let v = json(&sb.run(&args, &[("AETHER_DEFAULT_NAMESPACE", "team-a")]));
+    assert_eq!(v["namespace"], "team-a");
+    let statement: Value = serde_json::from_slice(&std::fs::read(v["provenance"].as_str().unwrap()).unwrap()).unwrap();
+    assert_eq!(statement["predicate"]["buildDefinition"]["externalParameters"]["namespace"], "team-a");
+}

@@ -1,0 +1,278 @@
+//! The local half of a deploy: detect -> install -> pack -> describe -> sign.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use aether_core::pack::{DEFAULT_MTIME, PackOptions};
+use aether_core::project::{self, NodeProject};
+use aether_core::selection::{self, EntryKind, SelectionOptions};
+use aether_core::signing::SigningKey;
+use serde::Serialize;
+
+use crate::describe::{self, Descriptions};
+use crate::error::Error;
+use crate::install;
+use crate::outputs::write_atomically;
+
+/// The artifact's file name; sidecars append to it (`app.tar.gz.sig`, ...).
+pub const ARTIFACT_NAME: &str = "app.tar.gz";
+/// Default output directory, relative to the project; never packed.
+pub const DEFAULT_OUT_DIR: &str = ".aether";
+/// Every file a build may write besides the artifact, by suffix.
+const SIDECARS: [&str; 4] = [".manifest.json", ".sbom.json", ".provenance.json", ".sig"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SbomFormat {
+    CycloneDx,
+    Legacy,
+    None,
+}
+
+/// Everything a build needs; frontends fill it from flags, files and the environment.
+#[derive(Debug)]
+pub struct BuildOptions {
+    pub project_dir: PathBuf,
+    /// Where outputs go; `None` means `<project>/.aether`.
+    pub out_dir: Option<PathBuf>,
+    /// Run npm (cached); `false` packs the tree as it is.
+    pub install: bool,
+    /// Report what would be packed, and its digest, without writing any output.
+    pub dry_run: bool,
+    pub sbom: SbomFormat,
+    pub signing_key: Option<SigningKey>,
+    pub source_date_epoch: Option<u64>,
+    pub cache_dir: PathBuf,
+    pub namespace: Option<String>,
+    pub require_provenance: bool,
+    pub provenance_timeout: Duration,
+    pub threads: usize,
+    pub npm_program: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Detect,
+    Install,
+    Pack,
+    Describe,
+    Write,
+}
+
+/// Progress, for frontends to render; the library itself never prints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildEvent {
+    PhaseStarted { phase: Phase, detail: String },
+    PackProgress { bytes_done: u64, bytes_total: u64 },
+    PhaseFinished { phase: Phase, duration_ms: u64 },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InstallSummary {
+    pub command: String,
+    pub cached: bool,
+}
+
+/// What a build produced. Paths are `None` when the file was not written.
+#[derive(Debug, Clone, Serialize)]
+pub struct BuildReport {
+    pub dry_run: bool,
+    pub project: NodeProject,
+    pub artifact: Option<PathBuf>,
+    pub digest: String,
+    pub tar_sha256: String,
+    pub size_bytes: u64,
+    pub file_count: u64,
+    pub total_file_bytes: u64,
+    pub manifest: Option<PathBuf>,
+    pub sbom: Option<PathBuf>,
+    pub signature: Option<PathBuf>,
+    pub public_key: Option<String>,
+    pub provenance: Option<PathBuf>,
+    /// Why provenance is missing, e.g. `timeout`.
+    pub note: Option<String>,
+    pub install: Option<InstallSummary>,
+    pub warnings: Vec<String>,
+    pub durations_ms: BTreeMap<Phase, u64>,
+}
+
+struct Timer<'a> {
+    events: &'a mut dyn FnMut(BuildEvent),
+    durations: BTreeMap<Phase, u64>,
+}
+
+impl Timer<'_> {
+    fn run<T>(
+        &mut self,
+        phase: Phase,
+        detail: &str,
+        f: impl FnOnce(&mut dyn FnMut(BuildEvent)) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        (self.events)(BuildEvent::PhaseStarted { phase, detail: detail.to_owned() });
+        let started = Instant::now();
+        let result = f(self.events)?;
+        let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.durations.insert(phase, duration_ms);
+        (self.events)(BuildEvent::PhaseFinished { phase, duration_ms });
+        Ok(result)
+    }
+}
+
+/// Runs the build, reporting progress through `events`.
+pub fn build(options: &BuildOptions, events: &mut dyn FnMut(BuildEvent)) -> Result<BuildReport, Error> {
+    let mut timer = Timer { events, durations: BTreeMap::new() };
+    let project = timer.run(Phase::Detect, "package.json", |_| detect(&options.project_dir))?;
+    let out_dir = options.out_dir.clone().unwrap_or_else(|| project.root.join(DEFAULT_OUT_DIR));
+    if !options.dry_run {
+        std::fs::create_dir_all(&out_dir).map_err(Error::io("cannot create the output directory", &out_dir))?;
+    }
+    let installed = install_dependencies(options, &project, &mut timer)?;
+    let node_modules = installed.as_ref().map(|(i, _)| i.node_modules.clone());
+    let selection = selection::select(&SelectionOptions {
+        root: project.root.clone(),
+        node_modules: node_modules.clone(),
+        exclude: vec![out_dir.clone()],
+    })?;
+    let mut warnings = selection.warnings.clone();
+    warnings.extend(project::native_module_warnings(&selection.entries));
+
+    let staged = timer.run(Phase::Pack, ARTIFACT_NAME, |events| pack(options, &out_dir, &selection.entries, events))?;
+    let node_modules_dir = node_modules.unwrap_or_else(|| project.root.join("node_modules"));
+    let node_version = installed.as_ref().map(|(_, version)| version.clone());
+    let descriptions = timer.run(Phase::Describe, "manifest, SBOM, provenance", |_| {
+        describe::describe(options, &project, &staged.manifest, &node_modules_dir, node_version)
+    })?;
+    warnings.extend(descriptions.warnings.iter().cloned());
+
+    let mut report = new_report(options, project, &staged.manifest, &descriptions, warnings);
+    report.install = installed.map(|(i, _)| InstallSummary { command: i.command, cached: i.cached });
+    if !options.dry_run {
+        timer.run(Phase::Write, "outputs", |_| persist(&out_dir, staged, &descriptions, &mut report))?;
+    }
+    report.durations_ms = timer.durations;
+    Ok(report)
+}
+
+/// Installs (or finds in the cache) the production dependencies; returns them with the Node
+/// version they were installed for.
+fn install_dependencies(
+    options: &BuildOptions,
+    project: &NodeProject,
+    timer: &mut Timer<'_>,
+) -> Result<Option<(install::Installed, String)>, Error> {
+    if !options.install {
+        return Ok(None);
+    }
+    let detail = format!("npm {}", install::npm_args(project).join(" "));
+    let version = crate::toolchain::node_version(Instant::now() + Duration::from_secs(30)).map_err(|e| {
+        Error::CommandFailed { command: "node --version".into(), status: format!("{e:?}"), stderr_tail: String::new() }
+    })?;
+    let installed = timer.run(Phase::Install, &detail, |_| {
+        install::install(project, &options.cache_dir, &version, &options.npm_program)
+    })?;
+    Ok(Some((installed, version)))
+}
+
+fn new_report(
+    options: &BuildOptions,
+    project: NodeProject,
+    manifest: &aether_core::manifest::Manifest,
+    descriptions: &Descriptions,
+    warnings: Vec<String>,
+) -> BuildReport {
+    BuildReport {
+        dry_run: options.dry_run,
+        project,
+        artifact: None,
+        digest: manifest.digest.clone(),
+        tar_sha256: manifest.tar_sha256.clone(),
+        size_bytes: manifest.size_bytes,
+        file_count: manifest.total_files,
+        total_file_bytes: manifest.total_file_bytes,
+        manifest: None,
+        sbom: None,
+        signature: None,
+        public_key: options.signing_key.as_ref().map(SigningKey::public_key_hex),
+        provenance: None,
+        note: descriptions.note.clone(),
+        install: None,
+        warnings,
+        durations_ms: BTreeMap::new(),
+    }
+}
+
+fn detect(dir: &Path) -> Result<NodeProject, Error> {
+    let root = std::fs::canonicalize(dir).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::Project(project::ProjectError::NoPackageJson { dir: dir.to_path_buf() }),
+        _ => Error::io("cannot open the project directory", dir)(e),
+    })?;
+    Ok(project::detect(&root)?)
+}
+
+/// The packed artifact, still in a temporary file until every output is ready.
+struct Staged {
+    file: Option<tempfile::NamedTempFile>,
+    manifest: aether_core::manifest::Manifest,
+}
+
+fn pack(
+    options: &BuildOptions,
+    out_dir: &Path,
+    entries: &[selection::PackEntry],
+    events: &mut dyn FnMut(BuildEvent),
+) -> Result<Staged, Error> {
+    let pack_options = PackOptions {
+        mtime: options.source_date_epoch.unwrap_or(DEFAULT_MTIME),
+        level: 6,
+        threads: options.threads.max(1),
+    };
+    let bytes_total: u64 =
+        entries.iter().map(|e| if let EntryKind::File { size, .. } = e.kind { size } else { 0 }).sum();
+    let mut bytes_done = 0;
+    let mut progress = |n: u64| {
+        bytes_done += n;
+        events(BuildEvent::PackProgress { bytes_done, bytes_total });
+    };
+    if options.dry_run {
+        let output = aether_core::pack::pack(entries, &pack_options, std::io::sink(), &mut progress)?;
+        return Ok(Staged { file: None, manifest: output.manifest });
+    }
+    let file = tempfile::Builder::new()
+        .prefix(".app.tar.gz.")
+        .tempfile_in(out_dir)
+        .map_err(Error::io("cannot create a file in", out_dir))?;
+    let writer = std::io::BufWriter::with_capacity(256 * 1024, file.as_file());
+    let output = aether_core::pack::pack(entries, &pack_options, writer, &mut progress)?;
+    Ok(Staged { file: Some(file), manifest: output.manifest })
+}
+
+/// Moves every output into place; stale sidecars from earlier builds are removed so no file
+/// describes another artifact.
+fn persist(out_dir: &Path, staged: Staged, descriptions: &Descriptions, report: &mut BuildReport) -> Result<(), Error> {
+    let artifact = out_dir.join(ARTIFACT_NAME);
+    let sidecar = |suffix: &str| out_dir.join(format!("{ARTIFACT_NAME}{suffix}"));
+    for suffix in SIDECARS {
+        let path = sidecar(suffix);
+        if path.exists() {
+            std::fs::remove_file(&path).map_err(Error::io("cannot remove stale output", &path))?;
+        }
+    }
+    if let Some(file) = staged.file {
+        file.as_file().sync_all().map_err(Error::io("cannot write", &artifact))?;
+        file.persist(&artifact).map_err(|e| Error::io("cannot write", &artifact)(e.error))?;
+    }
+    report.artifact = Some(artifact);
+    let write = |suffix: &str, bytes: Option<&Vec<u8>>| -> Result<Option<PathBuf>, Error> {
+        let Some(bytes) = bytes else { return Ok(None) };
+        let path = sidecar(suffix);
+        write_atomically(&path, bytes, None)?;
+        Ok(Some(path))
+    };
+    report.manifest = write(".manifest.json", Some(&descriptions.manifest_json))?;
+    report.sbom = write(".sbom.json", descriptions.sbom_json.as_ref())?;
+    report.provenance = write(".provenance.json", descriptions.provenance_json.as_ref())?;
+    report.signature = write(".sig", descriptions.signature.as_ref())?;
+    Ok(())
+}

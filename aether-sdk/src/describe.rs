@@ -1,0 +1,142 @@
+//! Describing a packed artifact: manifest, SBOM, provenance and signature, all as bytes in
+//! memory until the build writes them out together.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use aether_core::manifest::Manifest;
+use aether_core::pack::DEFAULT_MTIME;
+use aether_core::project::NodeProject;
+use aether_core::provenance::{NamedDigest, ProvenanceInput};
+use aether_core::signing::IN_TOTO_PAYLOAD_TYPE;
+use aether_core::{digest::sha256_hex, lockfile, sbom};
+
+use crate::build::{ARTIFACT_NAME, BuildOptions, SbomFormat};
+use crate::error::Error;
+use crate::toolchain::{self, ProbeError};
+
+/// The builder identity recorded in provenance.
+pub const BUILDER_ID: &str = concat!("https://aether.dev/builder/aether@", env!("CARGO_PKG_VERSION"));
+
+#[derive(Debug, Clone, Default)]
+pub struct Descriptions {
+    pub manifest_json: Vec<u8>,
+    pub sbom_json: Option<Vec<u8>>,
+    pub provenance_json: Option<Vec<u8>>,
+    /// 128 hex characters, when a key is configured.
+    pub signature: Option<Vec<u8>>,
+    pub note: Option<String>,
+    pub warnings: Vec<String>,
+}
+
+pub fn describe(
+    options: &BuildOptions,
+    project: &NodeProject,
+    manifest: &Manifest,
+    node_modules: &Path,
+    node_version: Option<String>,
+) -> Result<Descriptions, Error> {
+    let manifest_json = manifest.to_json().map_err(|e| Error::Provenance { reason: e.to_string() })?;
+    let lockfile_bytes = match project.lockfile.as_ref().filter(|l| l.kind.is_npm()) {
+        Some(l) => Some(std::fs::read(&l.path).map_err(Error::io("cannot read", &l.path))?),
+        None => None,
+    };
+    let sbom_json = sbom_bytes(options, project, manifest, node_modules, lockfile_bytes.as_deref())?;
+    let mut out = Descriptions { manifest_json, sbom_json, ..Descriptions::default() };
+    out.provenance_json = provenance(options, project, manifest, &mut out, lockfile_bytes.as_deref(), node_version)?;
+    out.signature = options.signing_key.as_ref().map(|key| key.sign_digest(&manifest.digest).into_bytes());
+    Ok(out)
+}
+
+fn sbom_bytes(
+    options: &BuildOptions,
+    project: &NodeProject,
+    manifest: &Manifest,
+    node_modules: &Path,
+    lockfile_bytes: Option<&[u8]>,
+) -> Result<Option<Vec<u8>>, Error> {
+    if options.sbom == SbomFormat::None {
+        return Ok(None);
+    }
+    let packages = lockfile::installed_packages(lockfile_bytes, node_modules)?;
+    let subject =
+        sbom::SbomSubject { name: &project.name, version: &project.version, artifact_digest: &manifest.digest };
+    let bytes = match options.sbom {
+        SbomFormat::Legacy => sbom::legacy_json(&subject, &packages)?,
+        _ => {
+            let timestamp = options.source_date_epoch.unwrap_or(DEFAULT_MTIME);
+            sbom::cyclonedx_json(&subject, &packages, i64::try_from(timestamp).unwrap_or(i64::MAX))?
+        }
+    };
+    Ok(Some(bytes))
+}
+
+/// Builds the provenance statement within the configured time budget. Without
+/// `require_provenance`, running out of time leaves a warning and a `timeout` note instead.
+fn provenance(
+    options: &BuildOptions,
+    project: &NodeProject,
+    manifest: &Manifest,
+    out: &mut Descriptions,
+    lockfile_bytes: Option<&[u8]>,
+    node_version: Option<String>,
+) -> Result<Option<Vec<u8>>, Error> {
+    let deadline = Instant::now() + options.provenance_timeout;
+    let probed = node_version
+        .map(Ok)
+        .unwrap_or_else(|| toolchain::node_version(deadline))
+        .and_then(|node| toolchain::npm_version(deadline).map(|npm| (node, npm)));
+    let (node, npm) = match probed {
+        Ok((node, npm)) => (Some(node), Some(npm)),
+        Err(ProbeError::Timeout) => return provenance_timed_out(options, out),
+        Err(ProbeError::Failed(reason)) => {
+            out.warnings.push(format!("provenance records no Node toolchain: {reason}"));
+            (None, None)
+        }
+    };
+    let mut byproducts =
+        vec![NamedDigest { name: format!("{ARTIFACT_NAME}.manifest.json"), sha256: sha256_hex(&out.manifest_json) }];
+    if let Some(sbom) = &out.sbom_json {
+        byproducts.push(NamedDigest { name: format!("{ARTIFACT_NAME}.sbom.json"), sha256: sha256_hex(sbom) });
+    }
+    let input = ProvenanceInput {
+        artifact: NamedDigest { name: ARTIFACT_NAME.to_owned(), sha256: manifest.digest.clone() },
+        project_name: project.name.clone(),
+        project_version: project.version.clone(),
+        start_command: project.start_command.clone(),
+        lockfile: project
+            .lockfile
+            .as_ref()
+            .zip(lockfile_bytes)
+            .map(|(l, bytes)| NamedDigest { name: l.file_name.to_owned(), sha256: sha256_hex(bytes) }),
+        node_version: node,
+        npm_version: npm,
+        builder_id: BUILDER_ID.to_owned(),
+        byproducts,
+        source_date_epoch: options.source_date_epoch,
+        namespace: options.namespace.clone(),
+    };
+    if Instant::now() > deadline {
+        return provenance_timed_out(options, out);
+    }
+    let statement = aether_core::provenance::statement_json(&input);
+    let bytes = match &options.signing_key {
+        Some(key) => serde_json::to_vec_pretty(&key.dsse_envelope(IN_TOTO_PAYLOAD_TYPE, &statement)),
+        None => serde_json::from_slice::<serde_json::Value>(&statement).and_then(|v| serde_json::to_vec_pretty(&v)),
+    }
+    .map_err(|e| Error::Provenance { reason: e.to_string() })?;
+    Ok(Some(bytes))
+}
+
+fn provenance_timed_out(options: &BuildOptions, out: &mut Descriptions) -> Result<Option<Vec<u8>>, Error> {
+    let ms = options.provenance_timeout.as_millis();
+    if options.require_provenance {
+        return Err(Error::Provenance { reason: format!("timed out after {ms} ms (AETHER_PROVENANCE_TIMEOUT_MS)") });
+    }
+    out.note = Some("timeout".to_owned());
+    out.warnings.push(format!("provenance skipped: it took longer than {ms} ms (AETHER_PROVENANCE_TIMEOUT_MS)"));
+    Ok(None)
+}
+
+/// Default budget for gathering provenance.
+pub const DEFAULT_PROVENANCE_TIMEOUT: Duration = Duration::from_secs(10);

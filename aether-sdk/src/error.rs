@@ -1,0 +1,101 @@
+//! One error type for the SDK, classified so frontends can pick exit codes and messages.
+
+use std::path::PathBuf;
+
+/// Broad classes of failure; the CLI maps each to a documented exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The user asked for something that cannot work (no package.json, bad flag value).
+    Usage,
+    /// A configuration file, variable or key is wrong.
+    Config,
+    /// A tool or process Aether ran failed (npm, node).
+    Runtime,
+    /// Reading or writing local files failed.
+    Io,
+    /// Talking to the control plane failed.
+    Network,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Project(#[from] aether_core::project::ProjectError),
+    #[error(transparent)]
+    Selection(#[from] aether_core::selection::SelectionError),
+    #[error(transparent)]
+    Pack(#[from] aether_core::pack::PackError),
+    #[error("cannot describe the installed packages")]
+    Lockfile(#[from] aether_core::lockfile::LockfileError),
+    #[error("cannot build the SBOM")]
+    Sbom(#[from] aether_core::sbom::SbomError),
+    #[error("invalid signing key ({origin})")]
+    SigningKey {
+        origin: String,
+        #[source]
+        source: aether_core::signing::KeyError,
+    },
+    #[error("invalid configuration in {path}: {message}")]
+    Config { path: PathBuf, message: String },
+    #[error("invalid {variable}={value:?}: {message}")]
+    InvalidVariable { variable: &'static str, value: String, message: String },
+    #[error("`{command}` failed ({status}); last lines of its output:\n{stderr_tail}")]
+    CommandFailed { command: String, status: String, stderr_tail: String },
+    #[error("cannot run `{command}`: is it installed and on PATH?")]
+    CommandNotFound {
+        command: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("provenance could not be produced: {reason}")]
+    Provenance { reason: String },
+    #[error("{context}: {path}")]
+    Io {
+        context: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    pub fn kind(&self) -> ErrorKind {
+        use aether_core::project::ProjectError;
+        match self {
+            Self::Project(ProjectError::NoPackageJson { .. }) => ErrorKind::Usage,
+            Self::Project(ProjectError::InvalidPackageJson { .. }) => ErrorKind::Usage,
+            Self::Selection(aether_core::selection::SelectionError::SymlinkEscapes { .. }) => ErrorKind::Usage,
+            Self::Selection(aether_core::selection::SelectionError::InvalidIgnoreFile { .. }) => ErrorKind::Usage,
+            Self::SigningKey { .. } | Self::Config { .. } | Self::InvalidVariable { .. } => ErrorKind::Config,
+            Self::CommandFailed { .. } | Self::CommandNotFound { .. } | Self::Provenance { .. } => ErrorKind::Runtime,
+            Self::Lockfile(_) | Self::Sbom(_) => ErrorKind::Runtime,
+            Self::Project(_) | Self::Selection(_) | Self::Pack(_) | Self::Io { .. } => ErrorKind::Io,
+        }
+    }
+
+    /// A stable, machine-readable code for JSON output.
+    pub fn code(&self) -> &'static str {
+        use aether_core::project::ProjectError;
+        use aether_core::selection::SelectionError;
+        match self {
+            Self::Project(ProjectError::NoPackageJson { .. }) => "no_package_json",
+            Self::Project(ProjectError::InvalidPackageJson { .. }) => "invalid_package_json",
+            Self::Selection(SelectionError::SymlinkEscapes { .. }) => "symlink_escapes_tree",
+            Self::Selection(SelectionError::InvalidIgnoreFile { .. }) => "invalid_ignore_file",
+            Self::SigningKey { .. } => "invalid_signing_key",
+            Self::Config { .. } => "invalid_config",
+            Self::InvalidVariable { .. } => "invalid_variable",
+            Self::CommandFailed { .. } => "command_failed",
+            Self::CommandNotFound { .. } => "command_not_found",
+            Self::Provenance { .. } => "provenance_failed",
+            Self::Lockfile(_) => "invalid_lockfile",
+            Self::Sbom(_) => "sbom_failed",
+            Self::Project(_) | Self::Selection(_) | Self::Pack(_) | Self::Io { .. } => "io",
+        }
+    }
+
+    pub(crate) fn io(context: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| Self::Io { context, path, source }
+    }
+}

@@ -1,0 +1,114 @@
+//! Installing production dependencies, once per lockfile and Node version.
+//!
+//! npm runs in a private staging directory holding copies of `package.json`, the lockfile and
+//! `.npmrc`, never in the user's project, so their own `node_modules` (dev dependencies and all)
+//! is left alone. The result is renamed into the cache in one step; a second deploy with the same
+//! lockfile and Node version finds it there and does not run npm at all.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use aether_core::project::NodeProject;
+use sha2::{Digest as _, Sha256};
+
+use crate::error::Error;
+
+/// Lines of npm's stderr shown when it fails.
+const STDERR_TAIL_LINES: usize = 20;
+
+/// Where the production `node_modules` came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Installed {
+    pub node_modules: PathBuf,
+    /// True when the cache already had it and npm did not run.
+    pub cached: bool,
+    pub command: String,
+    pub cache_key: String,
+}
+
+/// The npm invocation for a project: `ci` with an npm lockfile, `install` otherwise.
+pub fn npm_args(project: &NodeProject) -> Vec<&'static str> {
+    let verb = if project.lockfile.as_ref().is_some_and(|l| l.kind.is_npm()) { "ci" } else { "install" };
+    vec![verb, "--omit=dev", "--no-audit", "--no-fund"]
+}
+
+/// The cache key: what npm is asked to do, the Node version and the exact lockfile bytes
+/// (`package.json` when there is no npm lockfile).
+pub fn cache_key(project: &NodeProject, node_version: &str) -> Result<String, Error> {
+    let input = match &project.lockfile {
+        Some(lockfile) if lockfile.kind.is_npm() => lockfile.path.clone(),
+        _ => project.root.join("package.json"),
+    };
+    let bytes = std::fs::read(&input).map_err(Error::io("cannot read", &input))?;
+    let mut hasher = Sha256::new();
+    hasher.update(b"aether-install-v1\n");
+    hasher.update(npm_args(project).join(" ").as_bytes());
+    hasher.update(format!("\n{node_version}\n").as_bytes());
+    hasher.update(&bytes);
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Returns the cached production `node_modules` for the project, running npm when needed.
+pub fn install(project: &NodeProject, cache_dir: &Path, node_version: &str, npm: &str) -> Result<Installed, Error> {
+    let args = npm_args(project);
+    let command = format!("npm {}", args.join(" "));
+    let key = cache_key(project, node_version)?;
+    let entries = cache_dir.join("node_modules");
+    let entry = entries.join(&key);
+    if entry.join("node_modules").is_dir() {
+        tracing::debug!(cache_key = %key, "production dependencies found in the cache");
+        return Ok(Installed { node_modules: entry.join("node_modules"), cached: true, command, cache_key: key });
+    }
+    std::fs::create_dir_all(&entries).map_err(Error::io("cannot create the cache directory", &entries))?;
+    let staging = tempfile::Builder::new()
+        .prefix(".staging-")
+        .tempdir_in(&entries)
+        .map_err(Error::io("cannot create a staging directory in", &entries))?;
+    stage_inputs(project, staging.path())?;
+    run_npm(npm, &args, staging.path(), &command)?;
+    let node_modules = staging.path().join("node_modules");
+    // A project without dependencies gets no node_modules from npm; an empty one is still cached.
+    std::fs::create_dir_all(&node_modules).map_err(Error::io("cannot create", &node_modules))?;
+    let staged = staging.keep();
+    if let Err(e) = std::fs::rename(&staged, &entry) {
+        // Another deploy may have finished the same install first; theirs is as good as ours.
+        let _ = std::fs::remove_dir_all(&staged);
+        if !entry.join("node_modules").is_dir() {
+            return Err(Error::io("cannot move the installed dependencies to", &entry)(e));
+        }
+    }
+    Ok(Installed { node_modules: entry.join("node_modules"), cached: false, command, cache_key: key })
+}
+
+fn stage_inputs(project: &NodeProject, staging: &Path) -> Result<(), Error> {
+    let mut files = vec!["package.json", ".npmrc"];
+    if let Some(lockfile) = project.lockfile.as_ref().filter(|l| l.kind.is_npm()) {
+        files.push(lockfile.file_name);
+    }
+    for name in files {
+        let from = project.root.join(name);
+        if from.is_file() {
+            std::fs::copy(&from, staging.join(name)).map_err(Error::io("cannot copy", &from))?;
+        }
+    }
+    Ok(())
+}
+
+fn run_npm(npm: &str, args: &[&str], dir: &Path, command: &str) -> Result<(), Error> {
+    tracing::info!(command, "installing production dependencies");
+    let output = Command::new(npm)
+        .args(args)
+        .current_dir(dir)
+        .env("npm_config_update_notifier", "false")
+        .env("npm_config_progress", "false")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| Error::CommandNotFound { command: command.to_owned(), source })?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    let tail = lines[lines.len().saturating_sub(STDERR_TAIL_LINES)..].join("\n");
+    Err(Error::CommandFailed { command: command.to_owned(), status: output.status.to_string(), stderr_tail: tail })
+}

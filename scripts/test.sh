@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs Aether's whole test suite. Needs: Rust (cargo, cargo-nextest), Node.js with npm, Python 3
+# with pip. Test-only Python packages (the official CycloneDX and DSSE validators) are installed
+# from requirements-dev.txt first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
+python3 -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast "$@"
+else
+  cargo test --workspace --locked --no-fail-fast "$@"
+fi
