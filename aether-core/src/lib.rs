@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod api;
 pub mod deployment;
 pub mod digest;
 pub mod gzip;
@@ -11,5 +12,6 @@ pub mod provenance;
 pub mod sbom;
 pub mod selection;
 pub mod signing;
+pub mod timestamp;
 pub mod unpack;
 pub mod wire;

@@ -1,6 +1,130 @@
-//! The Aether control plane. Not built yet: the binary refuses to pretend otherwise.
+//! `aether-server`: the control plane binary. `aether-server` serves, `aether-server migrate`
+//! applies the database migrations and exits.
 
-fn main() -> std::process::ExitCode {
-    eprintln!("aether-server: the control plane is not available in this version");
-    std::process::ExitCode::FAILURE
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use aether_server::artifacts::local::LocalArtifactStore;
+use aether_server::config::ServerConfig;
+use aether_server::runtime::NoRuntime;
+use aether_server::state::{AppState, Ports, now_ms};
+use aether_server::store::SqlStore;
+use anyhow::Context as _;
+
+/// The embedded default: SQLite or PostgreSQL metadata, artifacts on the local disk.
+struct Embedded;
+
+impl Ports for Embedded {
+    type Store = SqlStore;
+    type Blobs = LocalArtifactStore;
+    type Runtime = NoRuntime;
+}
+
+const USAGE: &str =
+    "usage: aether-server [migrate]\n\nConfiguration comes from AETHER_* variables and DATABASE_URL; see the README.";
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).init();
+    let command = std::env::args().nth(1);
+    if matches!(command.as_deref(), Some("-h" | "--help" | "help")) {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(command.as_deref())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Option<&str>) -> anyhow::Result<()> {
+    let config = ServerConfig::from_env(|name| std::env::var(name).ok())?;
+    if config.tls.is_some() {
+        anyhow::bail!("AETHER_TLS_CERT/AETHER_TLS_KEY: TLS termination is not available in this version");
+    }
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+    let store = match &config.database_url {
+        Some(url) => SqlStore::connect(url).await?,
+        None => SqlStore::open_sqlite(&config.data_dir.join("aether.db")).await?,
+    };
+    store.migrate().await?;
+    match command {
+        Some("migrate") => {
+            eprintln!("migrations applied");
+            return Ok(());
+        }
+        Some(other) => anyhow::bail!("unknown command {other:?}\n{USAGE}"),
+        None => {}
+    }
+    let secret = load_or_create_secret(&config.data_dir.join("presign.key"))?;
+    let blobs = LocalArtifactStore::new(config.data_dir.join("artifacts"), config.public_url.clone(), secret)?;
+    if config.database_url.is_none()
+        && config.static_tokens.is_empty()
+        && let Some(token) = aether_server::auth::bootstrap_admin_token(&store, now_ms())
+            .await
+            .map_err(|e| anyhow::anyhow!(e.message))?
+    {
+        // Shown once: only its hash is stored.
+        println!("Generated an admin token (shown only now; store it safely):\n  {token}");
+    }
+    let listen: SocketAddr = config.listen;
+    let state: AppState<Embedded> = AppState::new(store, blobs, NoRuntime, config);
+    tokio::spawn(aether_server::gc::run_pending_upload_gc(state.clone()));
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    tracing::info!(address = %listener.local_addr()?, "aether-server listening");
+    axum::serve(listener, aether_server::api::router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("server failed")
+}
+
+/// Resolves on SIGINT or SIGTERM; in-flight requests then finish before the process exits.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+/// The key that signs presigned upload URLs, kept in the data directory (mode 0600) so URLs
+/// handed out before a restart stay valid.
+fn load_or_create_secret(path: &std::path::Path) -> anyhow::Result<[u8; 32]> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    if let Ok(text) = std::fs::read_to_string(path) {
+        let mut secret = [0u8; 32];
+        hex::decode_to_slice(text.trim(), &mut secret).with_context(|| format!("{} is corrupt", path.display()))?;
+        return Ok(secret);
+    }
+    let secret: [u8; 32] = rand::random();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(hex::encode(secret).as_bytes())?;
+    file.sync_all()?;
+    Ok(secret)
 }

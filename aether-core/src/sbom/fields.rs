@@ -123,30 +123,9 @@ fn is_schema_spdx_id(license: &str) -> bool {
         && SpdxIdentifier::try_from(license.to_owned()).is_ok()
 }
 
-/// `timestamp_unix` as RFC 3339 UTC (`1970-01-01T00:00:00Z`), computed here because the core
-/// reads no clock and has no date library. `None` outside the years 0000-9999.
+/// `timestamp_unix` as RFC 3339 UTC; `None` outside the years 0000-9999.
 pub(super) fn rfc3339_utc(timestamp_unix: i64) -> Option<String> {
-    let seconds = timestamp_unix.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(timestamp_unix.div_euclid(86_400));
-    if !(0..=9999).contains(&year) {
-        return None;
-    }
-    let (hour, minute, second) = (seconds / 3600, seconds % 3600 / 60, seconds % 60);
-    Some(format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z"))
-}
-
-/// Proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let shifted = days + 719_468;
-    let era = shifted.div_euclid(146_097);
-    let day_of_era = shifted.rem_euclid(146_097);
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    crate::timestamp::rfc3339_seconds(timestamp_unix)
 }
 
 /// The serial number's UUID: v5 of the artifact digest, so the same artifact always gets the

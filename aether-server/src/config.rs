@@ -1,0 +1,185 @@
+//! The server's configuration, read once from `AETHER_*` variables by `main`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Every setting the server reads; see the README's table for the variables.
+#[derive(Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// How clients reach this server; the base of presigned upload URLs.
+    pub public_url: String,
+    pub data_dir: PathBuf,
+    /// `None` means the embedded SQLite database in `data_dir`.
+    pub database_url: Option<String>,
+    /// `token:role[:name]` entries from `AETHER_API_TOKENS` / `AETHER_API_TOKEN`.
+    pub static_tokens: Vec<StaticToken>,
+    pub max_artifact_size_bytes: u64,
+    pub max_concurrent_uploads: usize,
+    pub require_presign: bool,
+    pub require_signature: bool,
+    pub max_artifacts_per_app: Option<u64>,
+    pub max_total_bytes_per_app: Option<u64>,
+    pub retain_latest_per_app: Option<u64>,
+    pub pending_ttl: Duration,
+    pub presign_ttl: Duration,
+    pub max_json_body_bytes: usize,
+    pub tls: Option<(PathBuf, PathBuf)>,
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("listen", &self.listen)
+            .field("public_url", &self.public_url)
+            .field("data_dir", &self.data_dir)
+            .field("database", &self.database_url.as_ref().map(|_| "<set>"))
+            .field("static_tokens", &self.static_tokens.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A token given in configuration. `Debug` never shows the secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StaticToken {
+    pub secret: String,
+    pub role: crate::model::Role,
+    pub name: Option<String>,
+}
+
+impl std::fmt::Debug for StaticToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StaticToken").field("role", &self.role).field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid {variable}: {message}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub message: String,
+}
+
+impl ServerConfig {
+    /// Reads the configuration through `env`, so tests can pass a map.
+    pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+        let listen_raw = get("AETHER_LISTEN").unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+        let listen: SocketAddr = listen_raw.parse().map_err(|_| ConfigError {
+            variable: "AETHER_LISTEN",
+            message: format!("{listen_raw:?} is not host:port"),
+        })?;
+        let tls = match (get("AETHER_TLS_CERT"), get("AETHER_TLS_KEY")) {
+            (Some(cert), Some(key)) => Some((PathBuf::from(cert), PathBuf::from(key))),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError {
+                    variable: "AETHER_TLS_CERT",
+                    message: "AETHER_TLS_CERT and AETHER_TLS_KEY must be set together".into(),
+                });
+            }
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let number = |name: &'static str| parse_number(name, get(name));
+        Ok(Self {
+            listen,
+            public_url: get("AETHER_PUBLIC_URL")
+                .unwrap_or_else(|| format!("{scheme}://{listen}"))
+                .trim_end_matches('/')
+                .to_owned(),
+            data_dir: PathBuf::from(get("AETHER_DATA_DIR").unwrap_or_else(|| "./aether-data".to_owned())),
+            database_url: get("DATABASE_URL"),
+            static_tokens: parse_tokens(get("AETHER_API_TOKENS"), get("AETHER_API_TOKEN"))?,
+            max_artifact_size_bytes: number("AETHER_MAX_ARTIFACT_SIZE_BYTES")?.unwrap_or(2 * 1024 * 1024 * 1024),
+            max_concurrent_uploads: number("AETHER_MAX_CONCURRENT_UPLOADS")?.map_or(8, |n| n.max(1) as usize),
+            require_presign: flag(get("AETHER_REQUIRE_PRESIGN")),
+            require_signature: flag(get("AETHER_REQUIRE_SIGNATURE")),
+            max_artifacts_per_app: number("AETHER_MAX_ARTIFACTS_PER_APP")?,
+            max_total_bytes_per_app: number("AETHER_MAX_TOTAL_BYTES_PER_APP")?,
+            retain_latest_per_app: number("AETHER_RETAIN_LATEST_PER_APP")?,
+            pending_ttl: Duration::from_secs(number("AETHER_PENDING_TTL_SECS")?.unwrap_or(3600)),
+            presign_ttl: Duration::from_secs(number("AETHER_PRESIGN_TTL_SECS")?.unwrap_or(900)),
+            max_json_body_bytes: 1024 * 1024,
+            tls,
+        })
+    }
+}
+
+fn flag(value: Option<String>) -> bool {
+    value.is_some_and(|v| matches!(v.trim(), "1" | "true" | "yes"))
+}
+
+fn parse_number(variable: &'static str, value: Option<String>) -> Result<Option<u64>, ConfigError> {
+    value
+        .map(|v| {
+            v.trim().parse::<u64>().map_err(|_| ConfigError { variable, message: format!("{v:?} is not a number") })
+        })
+        .transpose()
+}
+
+fn parse_tokens(list: Option<String>, single: Option<String>) -> Result<Vec<StaticToken>, ConfigError> {
+    let invalid = |message: String| ConfigError { variable: "AETHER_API_TOKENS", message };
+    let mut tokens = Vec::new();
+    for entry in list.iter().flat_map(|l| l.split(',')).map(str::trim).filter(|e| !e.is_empty()) {
+        let mut parts = entry.splitn(3, ':');
+        let secret = parts.next().unwrap_or_default().to_owned();
+        let role_raw = parts.next().ok_or_else(|| invalid("each entry must be token:role[:name]".into()))?;
+        let role = crate::model::Role::parse(role_raw)
+            .ok_or_else(|| invalid(format!("unknown role {role_raw:?} (admin, deployer, reader)")))?;
+        if secret.is_empty() {
+            return Err(invalid("empty token".into()));
+        }
+        tokens.push(StaticToken { secret, role, name: parts.next().map(str::to_owned) });
+    }
+    if tokens.is_empty()
+        && let Some(secret) = single
+    {
+        tokens.push(StaticToken { secret, role: crate::model::Role::Admin, name: Some("AETHER_API_TOKEN".into()) });
+    }
+    Ok(tokens)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::model::Role;
+
+    fn config(vars: &[(&str, &str)]) -> Result<ServerConfig, ConfigError> {
+        let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+        ServerConfig::from_env(move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+    }
+
+    #[test]
+    fn defaults_are_the_embedded_mode() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.public_url, "http://127.0.0.1:8080");
+        assert_eq!(c.data_dir, PathBuf::from("./aether-data"));
+        assert!(c.database_url.is_none() && c.static_tokens.is_empty() && c.tls.is_none());
+    }
+
+    #[test]
+    fn tokens_parse_with_roles_and_names() {
+        let c = config(&[("AETHER_API_TOKENS", "a:admin, b:deployer:ci ,c:reader"), ("AETHER_API_TOKEN", "ignored")])
+            .unwrap();
+        let roles: Vec<_> = c.static_tokens.iter().map(|t| (t.secret.as_str(), t.role, t.name.as_deref())).collect();
+        assert_eq!(roles, [("a", Role::Admin, None), ("b", Role::Deployer, Some("ci")), ("c", Role::Reader, None)]);
+        let c = config(&[("AETHER_API_TOKEN", "solo")]).unwrap();
+        assert_eq!(c.static_tokens[0].role, Role::Admin);
+        assert!(config(&[("AETHER_API_TOKENS", "x:root")]).is_err());
+        assert!(config(&[("AETHER_API_TOKENS", "x")]).is_err());
+        assert!(!format!("{:?}", c.static_tokens[0]).contains("solo"));
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        assert_eq!(config(&[("AETHER_LISTEN", "nope")]).unwrap_err().variable, "AETHER_LISTEN");
+        assert_eq!(
+            config(&[("AETHER_MAX_ARTIFACT_SIZE_BYTES", "big")]).unwrap_err().variable,
+            "AETHER_MAX_ARTIFACT_SIZE_BYTES"
+        );
+        assert!(config(&[("AETHER_TLS_CERT", "c.pem")]).is_err());
+    }
+}

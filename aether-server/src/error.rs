@@ -1,0 +1,107 @@
+//! Every failure leaves the server as `{"code", "message"}` with the right status, here and
+//! nowhere else.
+
+use aether_core::wire::ErrorEnvelope;
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use crate::ports::{BlobError, RuntimeError, StoreError};
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into() }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::error!(code = self.code, message = %self.message, "request failed");
+        }
+        let body = ErrorEnvelope { code: self.code.to_owned(), message: self.message };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Conflict(what) => Self::conflict(format!("{what} already exists")),
+            StoreError::NotFound(what) => Self::not_found(format!("{what} not found")),
+            StoreError::Database(source) => {
+                tracing::error!(error = %source, "database error");
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", "the database is unavailable")
+            }
+        }
+    }
+}
+
+impl From<BlobError> for ApiError {
+    fn from(error: BlobError) -> Self {
+        match error {
+            BlobError::NotFound(key) => Self::not_found(format!("object {key} not found")),
+            BlobError::TooLarge { limit_bytes } => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("artifact exceeds the limit of {limit_bytes} bytes"),
+            ),
+            BlobError::Invalid(message) => Self::bad_request(message),
+            BlobError::DigestMismatch { expected, actual } => Self::new(
+                StatusCode::BAD_REQUEST,
+                "digest_mismatch",
+                format!("the uploaded bytes hash to {actual}, not the declared {expected}; nothing was stored"),
+            ),
+            BlobError::Backend(source) => {
+                tracing::error!(error = %source, "object storage error");
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", "object storage is unavailable")
+            }
+        }
+    }
+}
+
+impl From<RuntimeError> for ApiError {
+    fn from(error: RuntimeError) -> Self {
+        match error {
+            RuntimeError::Unsupported(what) => Self::new(
+                StatusCode::NOT_IMPLEMENTED,
+                "not_implemented",
+                format!("the runtime does not support {what}"),
+            ),
+            RuntimeError::Failed(message) => Self::internal(message),
+        }
+    }
+}

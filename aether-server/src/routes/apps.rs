@@ -1,0 +1,93 @@
+//! Applications and their signing keys.
+
+use aether_core::api::{
+    AddPublicKeyRequest, AppResponse, CreateAppRequest, DeploymentResponse, PublicKeyResponse, rfc3339_ms,
+};
+use aether_core::wire::AppName;
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::model::{App, PublicKey};
+use crate::ports::{MetadataStore, Runtime};
+use crate::routes::deployments::deployment_response;
+use crate::state::{AppState, Ports, now_ms};
+
+pub fn app_response(app: &App) -> AppResponse {
+    AppResponse { id: app.id.clone(), name: app.name.clone(), created_at: rfc3339_ms(app.created_at_ms) }
+}
+
+/// Looks an app up by a name from the URL, validating it first (400, then 404).
+pub async fn find_app<M: MetadataStore>(store: &M, name: &str) -> ApiResult<App> {
+    AppName::parse(name).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    store.get_app(name).await?.ok_or_else(|| ApiError::not_found(format!("app {name} not found")))
+}
+
+pub async fn create<P: Ports>(
+    State(state): State<AppState<P>>,
+    ApiJson(request): ApiJson<CreateAppRequest>,
+) -> ApiResult<(StatusCode, Json<AppResponse>)> {
+    let id = uuid::Uuid::new_v4().to_string();
+    let app = state.store.create_app(&id, request.name.as_str(), now_ms()).await.map_err(|e| match e {
+        crate::ports::StoreError::Conflict(_) => ApiError::conflict(format!("app {} already exists", request.name)),
+        other => other.into(),
+    })?;
+    Ok((StatusCode::CREATED, Json(app_response(&app))))
+}
+
+pub async fn list<P: Ports>(State(state): State<AppState<P>>) -> ApiResult<Json<Vec<AppResponse>>> {
+    let apps = state.store.list_apps().await?;
+    Ok(Json(apps.iter().map(app_response).collect()))
+}
+
+pub async fn deployments<P: Ports>(
+    State(state): State<AppState<P>>,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<Json<Vec<DeploymentResponse>>> {
+    let app = find_app(state.store.as_ref(), &name).await?;
+    let rows = state.store.list_deployments(&app.id).await?;
+    Ok(Json(rows.iter().map(|d| deployment_response(d, None)).collect()))
+}
+
+pub async fn add_public_key<P: Ports>(
+    State(state): State<AppState<P>>,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(request): ApiJson<AddPublicKeyRequest>,
+) -> ApiResult<(StatusCode, Json<PublicKeyResponse>)> {
+    let app = find_app(state.store.as_ref(), &name).await?;
+    let hex_key = request.public_key_hex.trim().to_ascii_lowercase();
+    // Reject what could never verify anything: a key must be a valid Ed25519 point.
+    aether_core::signing::verify_digest(&hex_key, "", &"0".repeat(128)).or_else(|e| match e {
+        aether_core::signing::VerifyError::Key(k) => Err(ApiError::bad_request(k.to_string())),
+        _ => Ok(()),
+    })?;
+    let key = PublicKey {
+        id: uuid::Uuid::new_v4().to_string(),
+        app_id: app.id.clone(),
+        public_key_hex: hex_key,
+        active: true,
+        created_at_ms: now_ms(),
+    };
+    state.store.add_public_key(&key).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(PublicKeyResponse { app_id: app.id, public_key_hex: key.public_key_hex, active: key.active }),
+    ))
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct LogsQuery {
+    pub tail: Option<usize>,
+}
+
+pub async fn logs<P: Ports>(
+    State(state): State<AppState<P>>,
+    ApiPath(name): ApiPath<String>,
+    ApiQuery(query): ApiQuery<LogsQuery>,
+) -> ApiResult<Json<Vec<String>>> {
+    let app = find_app(state.store.as_ref(), &name).await?;
+    let lines = state.runtime.logs(&app.name, query.tail.unwrap_or(100).min(10_000)).await?;
+    Ok(Json(lines))
+}

@@ -1,0 +1,235 @@
+//! Deployments: create (idempotently), read, and roll back.
+
+use aether_core::api::{
+    CreateDeploymentRequest, DeploymentEventResponse, DeploymentResponse, RollbackRequest, rfc3339_ms,
+};
+use aether_core::deployment::DeploymentStatus;
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+
+use crate::deployer::{self, Replacement};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, ApiPath};
+use crate::model::{App, Artifact, Deployment, DeploymentEvent, IdempotencyRecord};
+use crate::ports::{ArtifactStore, MetadataStore, Runtime};
+use crate::routes::apps::find_app;
+use crate::routes::uploads::idempotency_conflict;
+use crate::service;
+use crate::state::{AppState, Ports, now_ms};
+
+pub fn deployment_response(d: &Deployment, events: Option<&[DeploymentEvent]>) -> DeploymentResponse {
+    DeploymentResponse {
+        id: d.id.clone(),
+        app_name: d.app_name.clone(),
+        digest: d.digest.clone(),
+        status: d.status,
+        created_at: rfc3339_ms(d.created_at_ms),
+        updated_at: rfc3339_ms(d.updated_at_ms),
+        url: d.url.clone(),
+        failure_reason: d.failure_reason.clone(),
+        events: events.map(|events| {
+            events
+                .iter()
+                .map(|e| DeploymentEventResponse {
+                    from: e.from_status,
+                    to: e.to_status,
+                    reason: e.reason.clone(),
+                    at: rfc3339_ms(e.at_ms),
+                })
+                .collect()
+        }),
+    }
+}
+
+/// Whether the artifact may run: its signature must verify when the server requires it.
+async fn check_signature<P: Ports>(
+    state: &AppState<P>,
+    app: &App,
+    artifact: &Artifact,
+    signature: Option<&str>,
+) -> ApiResult<bool> {
+    let signature = signature.or(artifact.signature.as_deref());
+    let verified = service::verify_signature(state.store.as_ref(), Some(app), &artifact.digest, signature).await?;
+    if state.config.require_signature {
+        if signature.is_none() {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "signature_required",
+                "this server only deploys signed artifacts",
+            ));
+        }
+        if !verified {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "signature_unverified",
+                format!("the signature does not match an active key of app {}", app.name),
+            ));
+        }
+    }
+    Ok(verified)
+}
+
+/// Creates a pending deployment with its first event and starts rolling it out.
+async fn start<P: Ports>(
+    state: &AppState<P>,
+    app: &App,
+    artifact: &Artifact,
+    runtime: Option<String>,
+    signature: Option<String>,
+    verified: bool,
+    replacement: Replacement,
+) -> ApiResult<Deployment> {
+    let now = now_ms();
+    let row = Deployment {
+        id: uuid::Uuid::new_v4().to_string(),
+        app_id: app.id.clone(),
+        app_name: app.name.clone(),
+        artifact_id: artifact.id.clone(),
+        digest: artifact.digest.clone(),
+        status: DeploymentStatus::Pending,
+        runtime: runtime.unwrap_or_else(|| state.runtime.name().to_owned()),
+        url: None,
+        failure_reason: None,
+        signature,
+        verified,
+        created_at_ms: now,
+        updated_at_ms: now,
+    };
+    let first = DeploymentEvent {
+        deployment_id: row.id.clone(),
+        from_status: None,
+        to_status: DeploymentStatus::Pending,
+        reason: None,
+        at_ms: now,
+    };
+    state.store.insert_deployment(&row, &first).await?;
+    tokio::spawn(deployer::drive(state.clone(), row.clone(), replacement));
+    Ok(row)
+}
+
+pub async fn create<P: Ports>(
+    State(state): State<AppState<P>>,
+    ApiJson(request): ApiJson<CreateDeploymentRequest>,
+) -> ApiResult<(StatusCode, Json<DeploymentResponse>)> {
+    let app = find_app(state.store.as_ref(), request.app_name.as_str()).await?;
+    let digest = request.digest.as_str();
+    let artifact = state
+        .store
+        .get_artifact(digest)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("artifact {digest} not found")))?;
+    let hash = aether_core::digest::sha256_hex(
+        [
+            app.name.as_str(),
+            digest,
+            request.runtime.as_deref().unwrap_or(""),
+            request.signature.as_deref().unwrap_or(""),
+        ]
+        .join("\n")
+        .as_bytes(),
+    );
+    if let Some(key) = &request.idempotency_key
+        && let Some(record) = state.store.get_idempotency("deployment", key).await?
+    {
+        if record.request_hash != hash {
+            return Err(idempotency_conflict(key));
+        }
+        let existing = state
+            .store
+            .get_deployment(&record.resource_id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("deployment gone"))?;
+        return Ok((StatusCode::CREATED, Json(deployment_response(&existing, None))));
+    }
+    let verified = check_signature(&state, &app, &artifact, request.signature.as_deref()).await?;
+    let row = start(
+        &state,
+        &app,
+        &artifact,
+        request.runtime.clone(),
+        request.signature.clone(),
+        verified,
+        Replacement::Supersede,
+    )
+    .await?;
+    if let Some(key) = &request.idempotency_key {
+        let record = IdempotencyRecord {
+            scope: "deployment".into(),
+            key: key.clone(),
+            request_hash: hash,
+            resource_id: row.id.clone(),
+            created_at_ms: now_ms(),
+        };
+        state.store.put_idempotency(&record).await?;
+    }
+    Ok((StatusCode::CREATED, Json(deployment_response(&row, None))))
+}
+
+pub async fn get<P: Ports>(
+    State(state): State<AppState<P>>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<DeploymentResponse>> {
+    let row = state
+        .store
+        .get_deployment(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("deployment {id} not found")))?;
+    let events = state.store.deployment_events(&id).await?;
+    Ok(Json(deployment_response(&row, Some(&events))))
+}
+
+/// Redeploys the given deployment's artifact, or the one that ran before the current one,
+/// after re-verifying the stored bytes and the signature.
+pub async fn rollback<P: Ports>(
+    State(state): State<AppState<P>>,
+    ApiPath(name): ApiPath<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<(StatusCode, Json<DeploymentResponse>)> {
+    // The body is optional: an empty one means "the previous release".
+    let request: RollbackRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        RollbackRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
+    };
+    let app = find_app(state.store.as_ref(), &name).await?;
+    let history = state.store.list_deployments(&app.id).await?;
+    let current = history.iter().find(|d| d.status == DeploymentStatus::Running);
+    let was_live = |d: &&Deployment| matches!(d.status, DeploymentStatus::Superseded | DeploymentStatus::RolledBack);
+    let target = match &request.to {
+        Some(id) => history
+            .iter()
+            .find(|d| &d.id == id)
+            .ok_or_else(|| ApiError::not_found(format!("deployment {id} not found in app {name}")))?,
+        None => history
+            .iter()
+            .filter(was_live)
+            .find(|d| current.is_none_or(|c| d.digest != c.digest && d.created_at_ms < c.created_at_ms))
+            .ok_or_else(|| ApiError::conflict(format!("app {name} has no earlier release to roll back to")))?,
+    };
+    let artifact = state
+        .store
+        .get_artifact_by_id(&target.artifact_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("the artifact of that deployment is gone"))?;
+    let stored = state.blobs.stat(&artifact.storage_key).await?;
+    if stored.as_ref().is_none_or(|info| info.sha256 != artifact.digest) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "digest_mismatch",
+            format!("stored artifact {} no longer matches its digest", artifact.digest),
+        ));
+    }
+    let verified = check_signature(&state, &app, &artifact, target.signature.as_deref()).await?;
+    let row = start(
+        &state,
+        &app,
+        &artifact,
+        Some(target.runtime.clone()),
+        target.signature.clone(),
+        verified,
+        Replacement::RollBack,
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(deployment_response(&row, None))))
+}

@@ -1,0 +1,63 @@
+//! Shared server state, generic over the ports; `main` picks the concrete adapters once.
+
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+
+use crate::config::ServerConfig;
+use crate::ports::{ArtifactStore, MetadataStore, Runtime};
+
+/// The adapters a server runs with.
+pub trait Ports: Send + Sync + 'static {
+    type Store: MetadataStore;
+    type Blobs: ArtifactStore;
+    type Runtime: Runtime;
+}
+
+pub struct AppState<P: Ports> {
+    pub store: Arc<P::Store>,
+    pub blobs: Arc<P::Blobs>,
+    pub runtime: Arc<P::Runtime>,
+    pub config: Arc<ServerConfig>,
+    /// Bounds concurrent uploads (`AETHER_MAX_CONCURRENT_UPLOADS`).
+    pub upload_slots: Arc<Semaphore>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+}
+
+impl<P: Ports> std::fmt::Debug for AppState<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl<P: Ports> Clone for AppState<P> {
+    fn clone(&self) -> Self {
+        Self {
+            store: Arc::clone(&self.store),
+            blobs: Arc::clone(&self.blobs),
+            runtime: Arc::clone(&self.runtime),
+            config: Arc::clone(&self.config),
+            upload_slots: Arc::clone(&self.upload_slots),
+            metrics: Arc::clone(&self.metrics),
+        }
+    }
+}
+
+impl<P: Ports> AppState<P> {
+    pub fn new(store: P::Store, blobs: P::Blobs, runtime: P::Runtime, config: ServerConfig) -> Self {
+        Self {
+            store: Arc::new(store),
+            blobs: Arc::new(blobs),
+            runtime: Arc::new(runtime),
+            upload_slots: Arc::new(Semaphore::new(config.max_concurrent_uploads)),
+            config: Arc::new(config),
+            metrics: Arc::new(crate::metrics::Metrics::default()),
+        }
+    }
+}
+
+/// Wall-clock time in Unix milliseconds; the only place the server reads the clock for records.
+pub fn now_ms() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,3 @@
+//! Test support shared by this crate's tests and the sdk's (feature `testing`).
+
+pub mod postgres;
