@@ -48,9 +48,6 @@ fn main() -> ExitCode {
 
 async fn run(command: Option<&str>) -> anyhow::Result<()> {
     let config = ServerConfig::from_env(|name| std::env::var(name).ok())?;
-    if config.tls.is_some() {
-        anyhow::bail!("AETHER_TLS_CERT/AETHER_TLS_KEY: TLS termination is not available in this version");
-    }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
     let store = match &config.database_url {
@@ -78,12 +75,41 @@ async fn run(command: Option<&str>) -> anyhow::Result<()> {
         println!("Generated an admin token (shown only now; store it safely):\n  {token}");
     }
     let listen: SocketAddr = config.listen;
+    let tls = config.tls.clone();
     let state: AppState<Embedded> = AppState::new(store, blobs, NoRuntime, config);
     tokio::spawn(aether_server::gc::run_pending_upload_gc(state.clone()));
-    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
-    tracing::info!(address = %listener.local_addr()?, "aether-server listening");
-    axum::serve(listener, aether_server::api::router(state))
-        .with_graceful_shutdown(shutdown_signal())
+    let router = aether_server::api::router(state);
+    match tls {
+        Some((cert, key)) => serve_tls(listen, &cert, &key, router).await,
+        None => {
+            let listener =
+                tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+            tracing::info!(address = %listener.local_addr()?, "aether-server listening");
+            axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await.context("server failed")
+        }
+    }
+}
+
+/// HTTPS with rustls from PEM files; shuts down as gracefully as plain HTTP.
+async fn serve_tls(
+    listen: SocketAddr,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    router: axum::Router,
+) -> anyhow::Result<()> {
+    let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await.with_context(|| {
+        format!("cannot load AETHER_TLS_CERT={} / AETHER_TLS_KEY={}", cert.display(), key.display())
+    })?;
+    let handle = axum_server::Handle::new();
+    let on_signal = handle.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        on_signal.graceful_shutdown(None);
+    });
+    tracing::info!(address = %listen, "aether-server listening (TLS)");
+    axum_server::bind_rustls(listen, tls)
+        .handle(handle)
+        .serve(router.into_make_service())
         .await
         .context("server failed")
 }
