@@ -78,6 +78,7 @@ async fn run(command: Option<&str>) -> anyhow::Result<()> {
     let tls = config.tls.clone();
     let state: AppState<Embedded> = AppState::new(store, blobs, NoRuntime, config);
     tokio::spawn(aether_server::gc::run_pending_upload_gc(state.clone()));
+    tokio::spawn(collect_stale_temp_files(state.clone()));
     let router = aether_server::api::router(state);
     match tls {
         Some((cert, key)) => serve_tls(listen, &cert, &key, router).await,
@@ -87,6 +88,17 @@ async fn run(command: Option<&str>) -> anyhow::Result<()> {
             tracing::info!(address = %listener.local_addr()?, "aether-server listening");
             axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await.context("server failed")
         }
+    }
+}
+
+/// A crash mid-upload can leave temporary files behind; they are never visible as artifacts,
+/// and this removes them once they are older than any upload could take.
+async fn collect_stale_temp_files(state: AppState<Embedded>) {
+    loop {
+        if let Err(error) = state.blobs.gc_stale_temp(state.config.pending_ttl).await {
+            tracing::warn!(%error, "removing stale upload files failed; will retry");
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
     }
 }
 

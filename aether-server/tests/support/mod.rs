@@ -149,6 +149,11 @@ impl TestServer {
         Self { base, client, state, task, _dir: dir }
     }
 
+    /// The server's `AETHER_DATA_DIR`.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
     pub fn runtime(&self) -> &FakeRuntime {
         &self.state.runtime
     }
