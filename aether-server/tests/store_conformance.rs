@@ -44,7 +44,25 @@ fn cluster() -> Result<Arc<TestPostgres>, TestPostgresError> {
     Ok(started)
 }
 
+/// With `DATABASE_URL` set, each case gets a fresh database on that server instead of a
+/// cluster of its own.
+async fn external_database(base: &str, name: &str) -> String {
+    let pool = sqlx::postgres::PgPool::connect(base).await.unwrap();
+    for sql in [format!("DROP DATABASE IF EXISTS \"{name}\""), format!("CREATE DATABASE \"{name}\"")] {
+        sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+    let (prefix, rest) = base.rsplit_once('/').unwrap();
+    let query = rest.split_once('?').map(|(_, q)| format!("?{q}")).unwrap_or_default();
+    format!("{prefix}/{name}{query}")
+}
+
 async fn postgres(case: &str) -> Harness {
+    if let Ok(base) = std::env::var("DATABASE_URL") {
+        let store = SqlStore::connect(&external_database(&base, &format!("store_{case}")).await).await.unwrap();
+        store.migrate().await.unwrap();
+        return Harness { store, _guard: Box::new(()) };
+    }
     let pg = tokio::task::spawn_blocking(cluster)
         .await
         .unwrap()
