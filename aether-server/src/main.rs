@@ -65,6 +65,19 @@ async fn run(command: Option<&str>) -> anyhow::Result<()> {
     }
     let secret = load_or_create_secret(&config.data_dir.join("presign.key"))?;
     let blobs = LocalArtifactStore::new(config.data_dir.join("artifacts"), config.public_url.clone(), secret)?;
+    // Everything that can still fail (TLS files, the port) is done before the one-time admin
+    // token is minted, so a failed start never uses it up.
+    let listen: SocketAddr = config.listen;
+    let listener = std::net::TcpListener::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
+    listener.set_nonblocking(true)?;
+    let tls = match &config.tls {
+        Some((cert, key)) => {
+            Some(axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await.with_context(|| {
+                format!("cannot load AETHER_TLS_CERT={} / AETHER_TLS_KEY={}", cert.display(), key.display())
+            })?)
+        }
+        None => None,
+    };
     if config.database_url.is_none()
         && config.static_tokens.is_empty()
         && let Some(token) = aether_server::auth::bootstrap_admin_token(&store, now_ms())
@@ -74,20 +87,17 @@ async fn run(command: Option<&str>) -> anyhow::Result<()> {
         // Shown once: only its hash is stored.
         println!("Generated an admin token (shown only now; store it safely):\n  {token}");
     }
-    let listen: SocketAddr = config.listen;
-    let tls = config.tls.clone();
     let state: AppState<Embedded> = AppState::new(store, blobs, NoRuntime, config);
     tokio::spawn(aether_server::gc::run_pending_upload_gc(state.clone()));
     tokio::spawn(collect_stale_temp_files(state.clone()));
     let router = aether_server::api::router(state);
+    tracing::info!(address = %listener.local_addr()?, tls = tls.is_some(), "aether-server listening");
     match tls {
-        Some((cert, key)) => serve_tls(listen, &cert, &key, router).await,
-        None => {
-            let listener =
-                tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
-            tracing::info!(address = %listener.local_addr()?, "aether-server listening");
-            axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await.context("server failed")
-        }
+        Some(tls) => serve_tls(listener, tls, router).await,
+        None => axum::serve(tokio::net::TcpListener::from_std(listener)?, router)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .context("server failed"),
     }
 }
 
@@ -102,24 +112,19 @@ async fn collect_stale_temp_files(state: AppState<Embedded>) {
     }
 }
 
-/// HTTPS with rustls from PEM files; shuts down as gracefully as plain HTTP.
+/// HTTPS with rustls; shuts down as gracefully as plain HTTP.
 async fn serve_tls(
-    listen: SocketAddr,
-    cert: &std::path::Path,
-    key: &std::path::Path,
+    listener: std::net::TcpListener,
+    tls: axum_server::tls_rustls::RustlsConfig,
     router: axum::Router,
 ) -> anyhow::Result<()> {
-    let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await.with_context(|| {
-        format!("cannot load AETHER_TLS_CERT={} / AETHER_TLS_KEY={}", cert.display(), key.display())
-    })?;
     let handle = axum_server::Handle::new();
     let on_signal = handle.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
         on_signal.graceful_shutdown(None);
     });
-    tracing::info!(address = %listen, "aether-server listening (TLS)");
-    axum_server::bind_rustls(listen, tls)
+    axum_server::tls_rustls::from_tcp_rustls(listener, tls)?
         .handle(handle)
         .serve(router.into_make_service())
         .await

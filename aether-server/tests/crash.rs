@@ -18,17 +18,19 @@ impl Drop for Server {
 }
 
 async fn start(data: &std::path::Path, port: u16) -> Server {
-    let child = Command::new(env!("CARGO_BIN_EXE_aether-server"))
-        .env("AETHER_LISTEN", format!("127.0.0.1:{port}"))
-        .env("AETHER_DATA_DIR", data)
-        .env("AETHER_API_TOKENS", "t:admin")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let server = Server(
+        Command::new(env!("CARGO_BIN_EXE_aether-server"))
+            .env("AETHER_LISTEN", format!("127.0.0.1:{port}"))
+            .env("AETHER_DATA_DIR", data)
+            .env("AETHER_API_TOKENS", "t:admin")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     for _ in 0..400 {
         if reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await.is_ok() {
-            return Server(child);
+            return server;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }

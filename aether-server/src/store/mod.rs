@@ -42,6 +42,9 @@ pub struct SqlStore {
     backend: Backend,
 }
 
+/// How long a request waits for a database connection before the store reports it unavailable.
+const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
 impl SqlStore {
     /// Opens (creating it and its directory if missing) the SQLite database at `path`, in WAL
     /// mode with foreign keys enforced.
@@ -52,6 +55,7 @@ impl SqlStore {
         }
         let url = sqlite_url(path)?;
         let pool = AnyPoolOptions::new()
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             // The Any driver builds SQLite options from the URL alone, which cannot carry
             // pragmas. sqlx's defaults happen to match these today; setting them here keeps
             // the store's guarantees independent of those defaults.
@@ -78,7 +82,9 @@ impl SqlStore {
     /// Connects to PostgreSQL at `url` (`postgres://` or `postgresql://`).
     pub async fn open_postgres(url: &str) -> StoreResult<Self> {
         sqlx::any::install_default_drivers();
-        let pool = AnyPoolOptions::new().connect(url).await.map_err(db_err)?;
+        // A down database must turn into a prompt 503, not a request stalled for sqlx's
+        // default 30 s of reconnect attempts.
+        let pool = AnyPoolOptions::new().acquire_timeout(ACQUIRE_TIMEOUT).connect(url).await.map_err(db_err)?;
         Ok(Self { pool, backend: Backend::Postgres })
     }
 

@@ -3,6 +3,8 @@
 //! `initdb` and `pg_ctl` come from PATH or `/usr/lib/postgresql/*/bin`. The cluster lives in a
 //! temporary directory with its own port and socket directory and is stopped when dropped. As
 //! root, PostgreSQL refuses to run, so the binaries run as the `postgres` user via `runuser`.
+//! [`TestPostgres::stop`] and [`TestPostgres::resume`] take the cluster down and bring it back
+//! on the same data and port, to test how clients live through a database outage.
 
 use std::net::TcpListener;
 use std::os::unix::fs::MetadataExt as _;
@@ -43,13 +45,36 @@ impl TestPostgres {
         let port = free_port()?;
         let pg = Self { dir, bin_dir, port, as_postgres_user };
         pg.run_tool("initdb", &["-D", path_str(&data), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"])?;
-        let options = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
-            sockets.display()
-        );
-        let log = pg.dir.path().join("postgres.log");
-        pg.run_tool("pg_ctl", &["-D", path_str(&data), "-o", &options, "-l", path_str(&log), "-w", "start"])?;
+        pg.resume()?;
         Ok(pg)
+    }
+
+    /// Shuts the cluster down (`pg_ctl stop -m fast`: open connections are terminated) and
+    /// returns once it no longer accepts connections. Its data stays for [`Self::resume`].
+    pub fn stop(&self) -> Result<(), TestPostgresError> {
+        let data = self.data_dir();
+        self.run_tool("pg_ctl", &["-D", path_str(&data), "-m", "fast", "-w", "stop"])
+    }
+
+    /// Starts the cluster on its data directory and port, after [`Self::stop`]; returns once it
+    /// accepts connections. Databases created before the stop are still there.
+    pub fn resume(&self) -> Result<(), TestPostgresError> {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
+            self.port,
+            self.dir.path().join("sockets").display()
+        );
+        let (data, log) = (self.data_dir(), self.dir.path().join("postgres.log"));
+        self.run_tool("pg_ctl", &["-D", path_str(&data), "-o", &options, "-l", path_str(&log), "-w", "start"])
+    }
+
+    /// The port the cluster listens on, the same across [`Self::stop`] and [`Self::resume`].
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
     }
 
     /// URL of the cluster's maintenance database.
@@ -88,7 +113,8 @@ impl TestPostgres {
 
 impl Drop for TestPostgres {
     fn drop(&mut self) {
-        let data = self.dir.path().join("data");
+        // Fails harmlessly when the cluster is already stopped.
+        let data = self.data_dir();
         let _ = self.run_tool("pg_ctl", &["-D", path_str(&data), "-m", "immediate", "-w", "stop"]);
     }
 }
