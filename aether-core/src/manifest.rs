@@ -38,9 +38,16 @@ pub struct Manifest {
 impl Manifest {
     /// Pretty JSON with a trailing newline; deterministic because every collection is ordered.
     pub fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
-        let mut out = serde_json::to_vec_pretty(self)?;
-        out.push(b'\n');
+        let mut out = Vec::new();
+        self.write_json(&mut out)?;
         Ok(out)
+    }
+
+    /// The same bytes as [`Manifest::to_json`], streamed: a manifest of a large tree is tens of
+    /// megabytes, which need not be held in memory at once.
+    pub fn write_json<W: std::io::Write>(&self, mut out: W) -> Result<(), serde_json::Error> {
+        serde_json::to_writer_pretty(&mut out, self)?;
+        out.write_all(b"\n").map_err(serde_json::Error::io)
     }
 
     pub fn from_json(bytes: &[u8]) -> Result<Self, serde_json::Error> {

@@ -139,17 +139,19 @@ pub fn build(options: &BuildOptions, events: &mut dyn FnMut(BuildEvent)) -> Resu
     warnings.extend(project::native_module_warnings(&selection.entries));
 
     let staged = timer.run(Phase::Pack, ARTIFACT_NAME, |events| pack(options, &out_dir, &selection.entries, events))?;
+    // Large trees have tens of thousands of entries; the manifest holds what is still needed.
+    drop(selection);
     let node_modules_dir = node_modules.unwrap_or_else(|| project.root.join("node_modules"));
     let node_version = installed.as_ref().map(|(_, version)| version.clone());
     let descriptions = timer.run(Phase::Describe, "manifest, SBOM, provenance", |_| {
-        describe::describe(options, &project, &staged.manifest, &node_modules_dir, node_version)
+        describe::describe(options, &out_dir, &project, &staged.manifest, &node_modules_dir, node_version)
     })?;
     warnings.extend(descriptions.warnings.iter().cloned());
 
     let mut report = new_report(options, project, &staged.manifest, &descriptions, warnings);
     report.install = installed.map(|(i, _)| InstallSummary { command: i.command, cached: i.cached });
     if !options.dry_run {
-        timer.run(Phase::Write, "outputs", |_| persist(&out_dir, staged, &descriptions, &mut report))?;
+        timer.run(Phase::Write, "outputs", |_| persist(&out_dir, staged, descriptions, &mut report))?;
     }
     report.durations_ms = timer.durations;
     Ok(report)
@@ -250,7 +252,7 @@ fn pack(
 
 /// Moves every output into place; stale sidecars from earlier builds are removed so no file
 /// describes another artifact.
-fn persist(out_dir: &Path, staged: Staged, descriptions: &Descriptions, report: &mut BuildReport) -> Result<(), Error> {
+fn persist(out_dir: &Path, staged: Staged, descriptions: Descriptions, report: &mut BuildReport) -> Result<(), Error> {
     let artifact = out_dir.join(ARTIFACT_NAME);
     let sidecar = |suffix: &str| out_dir.join(format!("{ARTIFACT_NAME}{suffix}"));
     for suffix in SIDECARS {
@@ -270,7 +272,12 @@ fn persist(out_dir: &Path, staged: Staged, descriptions: &Descriptions, report: 
         write_atomically(&path, bytes, None)?;
         Ok(Some(path))
     };
-    report.manifest = write(".manifest.json", Some(&descriptions.manifest_json))?;
+    if let Some(file) = descriptions.manifest_file {
+        let path = sidecar(".manifest.json");
+        file.as_file().sync_all().map_err(Error::io("cannot write", &path))?;
+        file.persist(&path).map_err(|e| Error::io("cannot write", &path)(e.error))?;
+        report.manifest = Some(path);
+    }
     report.sbom = write(".sbom.json", descriptions.sbom_json.as_ref())?;
     report.provenance = write(".provenance.json", descriptions.provenance_json.as_ref())?;
     report.signature = write(".sig", descriptions.signature.as_ref())?;

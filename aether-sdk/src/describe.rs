@@ -18,9 +18,12 @@ use crate::toolchain::{self, ProbeError};
 /// The builder identity recorded in provenance.
 pub const BUILDER_ID: &str = concat!("https://aether.dev/builder/aether@", env!("CARGO_PKG_VERSION"));
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct Descriptions {
-    pub manifest_json: Vec<u8>,
+    /// The manifest, already written to a temporary file beside the outputs (none in a dry
+    /// run), and its SHA-256.
+    pub manifest_file: Option<tempfile::NamedTempFile>,
+    pub manifest_sha256: String,
     pub sbom_json: Option<Vec<u8>>,
     pub provenance_json: Option<Vec<u8>>,
     /// 128 hex characters, when a key is configured.
@@ -31,21 +34,45 @@ pub struct Descriptions {
 
 pub fn describe(
     options: &BuildOptions,
+    out_dir: &Path,
     project: &NodeProject,
     manifest: &Manifest,
     node_modules: &Path,
     node_version: Option<String>,
 ) -> Result<Descriptions, Error> {
-    let manifest_json = manifest.to_json().map_err(|e| Error::Provenance { reason: e.to_string() })?;
+    let (manifest_file, manifest_sha256) = write_manifest(options, out_dir, manifest)?;
     let lockfile_bytes = match project.lockfile.as_ref().filter(|l| l.kind.is_npm()) {
         Some(l) => Some(std::fs::read(&l.path).map_err(Error::io("cannot read", &l.path))?),
         None => None,
     };
     let sbom_json = sbom_bytes(options, project, manifest, node_modules, lockfile_bytes.as_deref())?;
-    let mut out = Descriptions { manifest_json, sbom_json, ..Descriptions::default() };
+    let mut out = Descriptions { manifest_file, manifest_sha256, sbom_json, ..Descriptions::default() };
     out.provenance_json = provenance(options, project, manifest, &mut out, lockfile_bytes.as_deref(), node_version)?;
     out.signature = options.signing_key.as_ref().map(|key| key.sign_digest(&manifest.digest).into_bytes());
     Ok(out)
+}
+
+/// Streams the manifest to a temporary file (or nowhere, in a dry run) while hashing it.
+fn write_manifest(
+    options: &BuildOptions,
+    out_dir: &Path,
+    manifest: &Manifest,
+) -> Result<(Option<tempfile::NamedTempFile>, String), Error> {
+    let encode = |e: serde_json::Error| Error::io("cannot write the manifest in", out_dir)(std::io::Error::other(e));
+    if options.dry_run {
+        let mut sink = aether_core::digest::HashingWriter::new(std::io::sink());
+        manifest.write_json(&mut sink).map_err(encode)?;
+        return Ok((None, sink.finish().1));
+    }
+    let file = tempfile::Builder::new()
+        .prefix(".manifest.")
+        .tempfile_in(out_dir)
+        .map_err(Error::io("cannot create a file in", out_dir))?;
+    let mut writer = aether_core::digest::HashingWriter::new(std::io::BufWriter::new(file.as_file()));
+    manifest.write_json(&mut writer).map_err(encode)?;
+    let (buffered, sha256, _) = writer.finish();
+    buffered.into_inner().map_err(|e| Error::io("cannot write the manifest in", out_dir)(e.into_error()))?;
+    Ok((Some(file), sha256))
 }
 
 fn sbom_bytes(
@@ -95,7 +122,7 @@ fn provenance(
         }
     };
     let mut byproducts =
-        vec![NamedDigest { name: format!("{ARTIFACT_NAME}.manifest.json"), sha256: sha256_hex(&out.manifest_json) }];
+        vec![NamedDigest { name: format!("{ARTIFACT_NAME}.manifest.json"), sha256: out.manifest_sha256.clone() }];
     if let Some(sbom) = &out.sbom_json {
         byproducts.push(NamedDigest { name: format!("{ARTIFACT_NAME}.sbom.json"), sha256: sha256_hex(sbom) });
     }

@@ -56,6 +56,28 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The control plane answered with an error envelope (or a non-2xx status without one).
+    #[error("the server refused the request: {message} ({code}, HTTP {status})")]
+    Api { status: u16, code: String, message: String },
+    /// The request never got an answer: connection refused, TLS failure, timeout, bad body.
+    #[error("request to {url} failed")]
+    Http {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The server answered 2xx but with something the client cannot use.
+    #[error("unexpected answer from {url}: {message}")]
+    Protocol { url: String, message: String },
+    #[error("invalid server URL {url:?}: {message}")]
+    InvalidUrl { url: String, message: String },
+    /// A bearer token would travel unencrypted to another machine.
+    #[error(
+        "refusing to send a token over plain HTTP to {url}: use https://, a loopback address, or allow insecure transport explicitly"
+    )]
+    InsecureTransport { url: String },
+    #[error("cannot set up the HTTP client: {message}")]
+    ClientSetup { message: String },
 }
 
 impl Error {
@@ -70,6 +92,8 @@ impl Error {
             Self::CommandFailed { .. } | Self::CommandNotFound { .. } | Self::Provenance { .. } => ErrorKind::Runtime,
             Self::Lockfile(_) | Self::Sbom(_) => ErrorKind::Runtime,
             Self::Project(_) | Self::Selection(_) | Self::Pack(_) | Self::Io { .. } => ErrorKind::Io,
+            Self::Api { .. } | Self::Http { .. } | Self::Protocol { .. } => ErrorKind::Network,
+            Self::InvalidUrl { .. } | Self::InsecureTransport { .. } | Self::ClientSetup { .. } => ErrorKind::Config,
         }
     }
 
@@ -91,6 +115,12 @@ impl Error {
             Self::Lockfile(_) => "invalid_lockfile",
             Self::Sbom(_) => "sbom_failed",
             Self::Project(_) | Self::Selection(_) | Self::Pack(_) | Self::Io { .. } => "io",
+            Self::Api { .. } => "api_error",
+            Self::Http { .. } => "network_error",
+            Self::Protocol { .. } => "protocol_error",
+            Self::InvalidUrl { .. } => "invalid_url",
+            Self::InsecureTransport { .. } => "insecure_transport",
+            Self::ClientSetup { .. } => "client_setup_failed",
         }
     }
 

@@ -1,12 +1,14 @@
 #![doc = include_str!("../README.md")]
 
 pub mod build;
+pub mod client;
 pub mod config;
 pub mod describe;
 pub mod error;
 pub mod install;
 pub mod outputs;
 pub mod toolchain;
+pub mod upload;
 
 pub use build::{BuildEvent, BuildOptions, BuildReport, Phase, build};
 pub use error::{Error, ErrorKind};
