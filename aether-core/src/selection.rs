@@ -88,6 +88,8 @@ pub fn select(options: &SelectionOptions) -> Result<Selection, SelectionError> {
     }
     selection.entries.sort_by(|a, b| a.archive_path.as_bytes().cmp(b.archive_path.as_bytes()));
     selection.entries.dedup_by(|a, b| a.archive_path == b.archive_path);
+    // Growth left up to half the vector unused; large trees have tens of thousands of entries.
+    selection.entries.shrink_to_fit();
     Ok(selection)
 }
 
