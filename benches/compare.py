@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""Compare a pack-bench results file with the committed baseline.
+
+Usage: compare.py RESULTS BASELINE
+
+Exits 1, naming each failing metric, when:
+  * Aether's pack p95 or `aether --help` p95 is more than 20% worse than the baseline's p95
+    (tar | gzip is a reference, never a failure);
+  * the time ratio (aether p50 / tar|gzip p50) or the size ratio (aether / gzip -6) misses its
+    target;
+  * the output bytes differ between thread counts or runs.
+Peak RSS and the absolute --help target are shown but do not fail the comparison.
+"""
+
+import json
+import sys
+
+REGRESSION = 0.20
+
+
+def load(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def fmt(value, unit):
+    return "-" if value is None else f"{value:.3f}{unit}"
+
+
+def regressions(results, baseline, rows, failures):
+    """p95 of Aether's own metrics against the baseline's p95."""
+    metrics = [
+        ("pack p95", "s", lambda r: r["aether_pack"]["p95_s"]),
+        ("help p95", "ms", lambda r: r["help"].get("p95_ms")),
+        ("tar|gzip p95 (reference)", "s", lambda r: r["tar_gzip"]["p95_s"]),
+    ]
+    for name, unit, get in metrics:
+        new, old = get(results), get(baseline)
+        if new is None or old is None:
+            status = "not measured" if new is None else "no baseline"
+            rows.append((name, fmt(old, unit), fmt(new, unit), "", status))
+            continue
+        change = new / old - 1
+        status = "ok"
+        if change > REGRESSION and "reference" not in name:
+            status = "REGRESSED"
+            failures.append(f"{name}: {new:.3f}{unit} is {change:+.0%} vs baseline {old:.3f}{unit} (limit +20%)")
+        rows.append((name, fmt(old, unit), fmt(new, unit), f"{change:+.1%}", status))
+
+
+def targets(results, baseline, rows, failures):
+    """Absolute targets: the failing ones, then the informational ones."""
+    for key, name in [("time_ratio", "time ratio"), ("size_ratio", "size ratio")]:
+        t, b = results[key], baseline[key]
+        status = "ok" if t["met"] else f"MISSED (target <= {t['target_max']})"
+        if not t["met"]:
+            failures.append(f"{name}: {t['value']:.3f} misses its target of <= {t['target_max']}")
+        rows.append((name, fmt(b["value"], ""), fmt(t["value"], ""), "", status))
+
+    d = results["determinism"]
+    if not d["met"]:
+        failures.append(f"determinism: digests differ {d['digests_by_threads']}")
+    rows.append(("identical bytes (1/2/4 threads, runs)", str(baseline["determinism"]["met"]), str(d["met"]), "",
+                 "ok" if d["met"] else "FAILED"))
+
+    rss, brss = results["peak_rss"], baseline["peak_rss"]
+    rows.append(("peak RSS (info)", fmt(brss["mib"], " MiB"), fmt(rss["mib"], " MiB"), "",
+                 "ok" if rss["met"] else f"over {rss['target_max_mib']} MiB target"))
+    help_met = results["help"].get("met")
+    if help_met is not None:
+        rows.append(("help p50 (info)", fmt(baseline["help"].get("p50_ms"), "ms"), fmt(results["help"]["p50_ms"], "ms"),
+                     "", "ok" if help_met else f"over {results['help']['target_max_ms']} ms target"))
+
+
+def main():
+    if len(sys.argv) != 3:
+        print(__doc__.strip(), file=sys.stderr)
+        return 2
+    results, baseline = load(sys.argv[1]), load(sys.argv[2])
+    rows, failures = [], []
+    if results["tree"]["source"] != baseline["tree"]["source"]:
+        old, new = baseline["tree"]["source"][:30], results["tree"]["source"][:30]
+        rows.append(("tree", old, new, "", "differs: timings not comparable"))
+    other = results["machine"].get("other_cpu_s", 0.0)
+    if other > 5.0:
+        print(f"warning: other processes used {other:.0f} CPU s during this run; its timings are not comparable\n")
+    regressions(results, baseline, rows, failures)
+    targets(results, baseline, rows, failures)
+
+    header = ("metric", "baseline", "results", "change", "status")
+    widths = [max(len(str(row[i])) for row in rows + [header]) for i in range(5)]
+    for row in [header] + rows:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
+    if failures:
+        print("\nFAILED:", file=sys.stderr)
+        for failure in failures:
+            print(f"  {failure}", file=sys.stderr)
+        return 1
+    print("\nall checks passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

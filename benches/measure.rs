@@ -1,0 +1,229 @@
+//! The measurements themselves: Aether's pack, the `tar | gzip` reference, a pack's peak RSS and
+//! the CLI's start-up time.
+
+use std::fs::File;
+use std::io::{BufWriter, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use aether_core::pack::{DEFAULT_MTIME, PackOptions};
+use aether_core::selection::{EntryKind, SelectionOptions};
+use anyhow::{Context as _, Result, bail};
+use serde::{Deserialize, Serialize};
+
+/// The reference pipeline: GNU tar with the same normalisations Aether applies, then `gzip -6`.
+/// `-n` keeps gzip from embedding the name and mtime, as Aether does not either.
+const TAR_GZIP: &str = "set -o pipefail; \
+    tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf - . | gzip -n -6 > \"$1\"";
+
+/// What one Aether pack produced.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Packed {
+    pub digest: String,
+    pub size_bytes: u64,
+    pub entries: u64,
+    pub files: u64,
+    pub file_bytes: u64,
+    /// Of the whole pack, the seconds spent walking the tree (selection).
+    pub select_s: f64,
+    /// Peak resident set of the process that packed, when it was measured (`pack-once`).
+    pub vm_hwm_kib: Option<u64>,
+}
+
+/// The tree as Aether selects it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TreeShape {
+    pub files: u64,
+    pub dirs: u64,
+    pub symlinks: u64,
+    pub file_bytes: u64,
+}
+
+/// Counts what a pack of `tree` will contain.
+pub fn tree_shape(tree: &Path) -> Result<TreeShape> {
+    let selection = aether_core::selection::select(&selection_options(tree))?;
+    let mut shape = TreeShape::default();
+    for entry in &selection.entries {
+        match entry.kind {
+            EntryKind::File { size, .. } => {
+                shape.files += 1;
+                shape.file_bytes += size;
+            }
+            EntryKind::Dir => shape.dirs += 1,
+            EntryKind::Symlink { .. } => shape.symlinks += 1,
+        }
+    }
+    Ok(shape)
+}
+
+fn selection_options(tree: &Path) -> SelectionOptions {
+    SelectionOptions { root: tree.to_path_buf(), node_modules: None, exclude: vec![] }
+}
+
+/// The whole of `aether deploy --pack-only`'s packing work: select, tar, gzip, both digests and
+/// the manifest JSON. With `out`, the artifact goes to `out` (through the same 256 KiB buffer the
+/// CLI uses) and the manifest beside it; without, both are produced and discarded.
+pub fn aether_pack(tree: &Path, threads: usize, out: Option<&Path>) -> Result<Packed> {
+    let (selection, select_s) = timed(|| Ok(aether_core::selection::select(&selection_options(tree))?))?;
+    let options = PackOptions { mtime: DEFAULT_MTIME, level: 6, threads };
+    let output = match out {
+        Some(path) => {
+            let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+            let mut writer = BufWriter::with_capacity(256 * 1024, file);
+            let output = aether_core::pack::pack(&selection.entries, &options, &mut writer, &mut |_| {})?;
+            writer.flush()?;
+            output
+        }
+        None => aether_core::pack::pack(&selection.entries, &options, std::io::sink(), &mut |_| {})?,
+    };
+    let manifest = &output.manifest;
+    // Streamed, as the CLI writes it: the JSON of a large tree is tens of megabytes.
+    match out {
+        Some(path) => {
+            let json_path = sibling(path, ".manifest.json");
+            let file = File::create(&json_path).with_context(|| format!("cannot create {}", json_path.display()))?;
+            let mut writer = BufWriter::new(file);
+            manifest.write_json(&mut writer)?;
+            writer.flush()?;
+        }
+        None => manifest.write_json(std::io::sink())?,
+    }
+    Ok(Packed {
+        digest: manifest.digest.clone(),
+        size_bytes: manifest.size_bytes,
+        entries: manifest.entries.len() as u64,
+        files: manifest.total_files,
+        file_bytes: manifest.total_file_bytes,
+        select_s,
+        vm_hwm_kib: None,
+    })
+}
+
+/// `path` with `suffix` appended to its file name.
+pub fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(suffix);
+    path.with_file_name(name)
+}
+
+/// Runs the reference pipeline on `tree`; returns the size of the `.tar.gz` it wrote to `out`.
+pub fn tar_gzip(tree: &Path, out: &Path) -> Result<u64> {
+    let status = Command::new("bash")
+        .args(["-c", TAR_GZIP, "bash"])
+        .arg(out)
+        .current_dir(tree)
+        .stdin(Stdio::null())
+        .status()
+        .context("cannot run bash")?;
+    if !status.success() {
+        bail!("tar | gzip failed: {status}");
+    }
+    Ok(std::fs::metadata(out)?.len())
+}
+
+/// Runs `f` and returns its result with the wall-clock seconds it took.
+pub fn timed<T>(f: impl FnOnce() -> Result<T>) -> Result<(T, f64)> {
+    let start = Instant::now();
+    let value = f()?;
+    Ok((value, start.elapsed().as_secs_f64()))
+}
+
+/// This process's peak resident set, from the kernel's own accounting.
+pub fn vm_hwm_kib() -> Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").context("cannot read /proc/self/status")?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).context("no VmHWM in /proc/self/status")?;
+    let kib = line.split_whitespace().nth(1).context("malformed VmHWM line")?;
+    Ok(kib.parse()?)
+}
+
+/// Busy CPU ticks of the whole machine and of this process with its waited-for children, both
+/// in the kernel's USER_HZ ticks; their difference over a run is what other processes used.
+pub fn cpu_ticks() -> Result<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let cpu: Vec<u64> =
+        stat.lines().next().unwrap_or("").split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal: everything but idle and iowait is busy.
+    let busy = cpu.iter().take(8).enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, v)| v).sum();
+    let own = std::fs::read_to_string("/proc/self/stat")?;
+    // Fields after the command name, which may itself contain spaces: utime, stime, cutime and
+    // cstime are the 12th to 15th.
+    let after_comm = own.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let own = after_comm.split_whitespace().skip(11).take(4).filter_map(|f| f.parse::<u64>().ok()).sum();
+    Ok((busy, own))
+}
+
+/// Packs in a fresh child process (`pack-once`), so the peak RSS it reports belongs to one pack
+/// alone and not to this process's earlier runs.
+pub fn pack_in_child(self_exe: &Path, tree: &Path, threads: usize, out: &Path) -> Result<Packed> {
+    let output = Command::new(self_exe)
+        .args(["pack-once", "--threads", &threads.to_string(), "--tree"])
+        .arg(tree)
+        .arg("--out")
+        .arg(out)
+        .stderr(Stdio::inherit())
+        .output()
+        .context("cannot run pack-once")?;
+    if !output.status.success() {
+        bail!("pack-once failed: {}", output.status);
+    }
+    serde_json::from_slice(&output.stdout).context("pack-once printed no result")
+}
+
+/// Wall-clock milliseconds of `bin --help`, start to exit, `runs` times after a few warm-ups
+/// (the first runs pay for loading the binary from disk).
+pub fn help_timings_ms(bin: &Path, runs: usize) -> Result<Vec<f64>> {
+    let run_once = || -> Result<f64> {
+        let start = Instant::now();
+        let status = Command::new(bin)
+            .arg("--help")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .with_context(|| format!("cannot run {}", bin.display()))?;
+        let ms = start.elapsed().as_secs_f64() * 1000.0;
+        if !status.success() {
+            bail!("{} --help failed: {status}", bin.display());
+        }
+        Ok(ms)
+    };
+    for _ in 0..3 {
+        run_once()?;
+    }
+    (0..runs).map(|_| run_once()).collect()
+}
+
+/// Samples and their nearest-rank percentiles.
+#[derive(Debug, Clone, Serialize)]
+pub struct Percentiles {
+    pub samples: Vec<f64>,
+    pub p50: f64,
+    pub p95: f64,
+}
+
+/// Nearest-rank percentiles: with few samples p95 is the worst run, never an interpolation that
+/// hides it.
+pub fn percentiles(samples: &[f64]) -> Percentiles {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = |p: f64| {
+        let n = sorted.len();
+        let index = ((p * n as f64).ceil() as usize).clamp(1, n.max(1)) - 1;
+        sorted.get(index).copied().unwrap_or(f64::NAN)
+    };
+    Percentiles { samples: samples.to_vec(), p50: rank(0.50), p95: rank(0.95) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let p = percentiles(&[5.0, 1.0, 3.0, 2.0, 4.0]);
+        assert_eq!((p.p50, p.p95), (3.0, 5.0));
+        let p = percentiles(&(1..=30).map(f64::from).collect::<Vec<_>>());
+        assert_eq!((p.p50, p.p95), (15.0, 29.0));
+    }
+}
