@@ -26,6 +26,19 @@ pub struct ServerConfig {
     pub presign_ttl: Duration,
     pub max_json_body_bytes: usize,
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// What runs releases (`AETHER_RUNTIME`).
+    pub runtime: RuntimeKind,
+    /// How long a release may take to accept connections (`AETHER_HEALTH_TIMEOUT_MS`).
+    pub health_timeout: Duration,
+}
+
+/// The runtimes the binary can be started with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeKind {
+    /// Releases run as processes on this machine (the default).
+    Local,
+    /// Nothing runs; deployments fail with a clear reason.
+    None,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -36,6 +49,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("data_dir", &self.data_dir)
             .field("database", &self.database_url.as_ref().map(|_| "<set>"))
             .field("static_tokens", &self.static_tokens.len())
+            .field("runtime", &self.runtime)
             .finish_non_exhaustive()
     }
 }
@@ -102,7 +116,19 @@ impl ServerConfig {
             presign_ttl: Duration::from_secs(number("AETHER_PRESIGN_TTL_SECS")?.unwrap_or(900)),
             max_json_body_bytes: 1024 * 1024,
             tls,
+            runtime: parse_runtime(get("AETHER_RUNTIME"))?,
+            health_timeout: Duration::from_millis(number("AETHER_HEALTH_TIMEOUT_MS")?.unwrap_or(30_000).max(1)),
         })
+    }
+}
+
+fn parse_runtime(value: Option<String>) -> Result<RuntimeKind, ConfigError> {
+    match value.as_deref().map(str::trim) {
+        None | Some("local") => Ok(RuntimeKind::Local),
+        Some("none") => Ok(RuntimeKind::None),
+        Some(other) => {
+            Err(ConfigError { variable: "AETHER_RUNTIME", message: format!("unknown runtime {other:?} (local, none)") })
+        }
     }
 }
 
@@ -158,6 +184,19 @@ mod tests {
         assert_eq!(c.public_url, "http://127.0.0.1:8080");
         assert_eq!(c.data_dir, PathBuf::from("./aether-data"));
         assert!(c.database_url.is_none() && c.static_tokens.is_empty() && c.tls.is_none());
+        assert_eq!(c.runtime, RuntimeKind::Local);
+        assert_eq!(c.health_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn runtime_and_health_timeout_are_configurable() {
+        let c = config(&[("AETHER_RUNTIME", "none"), ("AETHER_HEALTH_TIMEOUT_MS", "1500")]).unwrap();
+        assert_eq!((c.runtime, c.health_timeout), (RuntimeKind::None, Duration::from_millis(1500)));
+        assert_eq!(config(&[("AETHER_RUNTIME", "local")]).unwrap().runtime, RuntimeKind::Local);
+        let error = config(&[("AETHER_RUNTIME", "docker")]).unwrap_err();
+        assert_eq!(error.variable, "AETHER_RUNTIME");
+        assert!(error.to_string().contains("docker"), "{error}");
+        assert_eq!(config(&[("AETHER_HEALTH_TIMEOUT_MS", "soon")]).unwrap_err().variable, "AETHER_HEALTH_TIMEOUT_MS");
     }
 
     #[test]

@@ -9,6 +9,12 @@ use crate::model::{Deployment, DeploymentEvent as EventRow};
 use crate::ports::{MetadataStore, ReleaseSpec, Runtime};
 use crate::state::{AppState, Ports, now_ms};
 
+/// The port of a URL the local runtime handed out (`http://127.0.0.1:PORT`).
+fn url_port(url: &str) -> Option<u16> {
+    let authority = url.split_once("://").map_or(url, |(_, rest)| rest).split('/').next()?;
+    authority.rsplit_once(':')?.1.parse().ok()
+}
+
 /// How a deployment that becomes running treats the one it replaces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Replacement {
@@ -66,22 +72,46 @@ pub async fn drive<P: Ports>(state: AppState<P>, row: Deployment, replacement: R
     }
 }
 
-async fn drive_inner<P: Ports>(state: &AppState<P>, row: Deployment, replacement: Replacement) -> ApiResult<()> {
-    let previous = state.store.running_deployment(&row.app_id).await?;
-    let (row, _) = transition(state.store.as_ref(), &row, DeploymentEvent::RolloutStarted).await?;
+/// What the runtime needs to run the deployment. The signature is passed only when it was
+/// verified at creation, so the runtime re-checks what the control plane vouched for and an
+/// unverified (but allowed) signature does not turn into a failed release.
+async fn release_spec<P: Ports>(state: &AppState<P>, row: &Deployment) -> ApiResult<ReleaseSpec> {
     let artifact = state.store.get_artifact_by_id(&row.artifact_id).await?;
-    let storage_key = artifact.map(|a| a.storage_key).unwrap_or_default();
-    let spec = ReleaseSpec {
+    let keys = state.store.active_public_keys(&row.app_id).await?;
+    let signature = row.signature.clone().or_else(|| artifact.as_ref().and_then(|a| a.signature.clone()));
+    Ok(ReleaseSpec {
         deployment_id: row.id.clone(),
         app_name: row.app_name.clone(),
         digest: row.digest.clone(),
-        storage_key,
+        storage_key: artifact.map(|a| a.storage_key).unwrap_or_default(),
+        signature: signature.filter(|_| row.verified),
+        public_keys: keys.into_iter().map(|k| k.public_key_hex).collect(),
+        port: None,
+    })
+}
+
+async fn drive_inner<P: Ports>(state: &AppState<P>, row: Deployment, replacement: Replacement) -> ApiResult<()> {
+    let previous = state.store.running_deployment(&row.app_id).await?;
+    let (row, _) = transition(state.store.as_ref(), &row, DeploymentEvent::RolloutStarted).await?;
+    let event = match release_spec(state, &row).await {
+        Ok(spec) => match state.runtime.apply(&spec).await {
+            Ok(url) => DeploymentEvent::RolloutSucceeded { url },
+            Err(error) => DeploymentEvent::RolloutFailed { reason: error.to_string() },
+        },
+        Err(error) => DeploymentEvent::RolloutFailed { reason: error.message },
     };
-    let event = match state.runtime.apply(&spec).await {
-        Ok(url) => DeploymentEvent::RolloutSucceeded { url },
-        Err(error) => DeploymentEvent::RolloutFailed { reason: error.to_string() },
+    let started = matches!(event, DeploymentEvent::RolloutSucceeded { .. });
+    let (row, actions) = match transition(state.store.as_ref(), &row, event).await {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            // Cancelled (or otherwise changed) while it rolled out: nothing may keep running
+            // for a deployment whose record says it is not.
+            if started {
+                state.runtime.stop(&row.id).await?;
+            }
+            return Err(error);
+        }
     };
-    let (row, actions) = transition(state.store.as_ref(), &row, event).await?;
     for action in actions {
         match action {
             Action::SupersedePrevious => retire_previous(state, previous.as_ref(), &row, replacement).await?,
@@ -115,4 +145,52 @@ async fn retire_previous<P: Ports>(
         state.runtime.stop(&fresh.id).await?;
     }
     Ok(())
+}
+
+/// Starts again every deployment recorded as running, each on the port of its recorded URL so
+/// that URL stays valid. Runs once at start-up, before or while the server serves.
+///
+/// A release that cannot be restored keeps its `running` status: core's state machine has no
+/// `running -> failed` transition, and inventing one here would bypass it. The failure is
+/// logged as an error instead, and the next deployment of the app replaces it as usual.
+pub async fn restore_running<P: Ports>(state: &AppState<P>) -> ApiResult<()> {
+    let rows = state.store.running_deployments().await?;
+    let restores = rows.iter().map(|row| async move {
+        let outcome = match release_spec(state, row).await {
+            Ok(spec) => {
+                let spec = ReleaseSpec { port: row.url.as_deref().and_then(url_port), ..spec };
+                state.runtime.apply(&spec).await.map_err(|e| e.to_string())
+            }
+            Err(error) => Err(error.message),
+        };
+        match outcome {
+            Ok(url) if url == row.url => {
+                tracing::info!(app = %row.app_name, deployment = %row.id, url = ?url, "restored a running release");
+            }
+            Ok(url) => tracing::warn!(
+                app = %row.app_name, deployment = %row.id, recorded_url = ?row.url, url = ?url,
+                "restored a running release at a different URL: its port was taken"
+            ),
+            Err(reason) => tracing::error!(
+                app = %row.app_name, deployment = %row.id, %reason,
+                "cannot restore a running release after a restart; it stays recorded as running but serves nothing until the app is deployed again"
+            ),
+        }
+    });
+    futures_util::future::join_all(restores).await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::url_port;
+
+    #[test]
+    fn ports_come_from_recorded_urls() {
+        assert_eq!(url_port("http://127.0.0.1:41234"), Some(41234));
+        assert_eq!(url_port("http://127.0.0.1:41234/"), Some(41234));
+        assert_eq!(url_port("http://[::1]:8080/x"), Some(8080));
+        assert_eq!(url_port("http://fake.invalid/abc"), None);
+        assert_eq!(url_port("nonsense"), None);
+    }
 }

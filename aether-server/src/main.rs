@@ -1,24 +1,31 @@
 //! `aether-server`: the control plane binary. `aether-server` serves, `aether-server migrate`
 //! applies the database migrations and exits.
 
+use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use aether_server::artifacts::local::LocalArtifactStore;
-use aether_server::config::ServerConfig;
+use aether_server::config::{RuntimeKind, ServerConfig};
+use aether_server::ports::Runtime;
 use aether_server::runtime::NoRuntime;
+use aether_server::runtime::local::{LocalRuntime, LocalRuntimeConfig};
 use aether_server::state::{AppState, Ports, now_ms};
 use aether_server::store::SqlStore;
 use anyhow::Context as _;
 
-/// The embedded default: SQLite or PostgreSQL metadata, artifacts on the local disk.
-struct Embedded;
+/// The embedded default: SQLite or PostgreSQL metadata, artifacts on the local disk, and the
+/// runtime `AETHER_RUNTIME` names (local processes unless it says `none`).
+struct Embedded<R>(PhantomData<fn() -> R>);
 
-impl Ports for Embedded {
+impl<R: Runtime> Ports for Embedded<R> {
     type Store = SqlStore;
     type Blobs = LocalArtifactStore;
-    type Runtime = NoRuntime;
+    type Runtime = R;
 }
+
+type Local = LocalRuntime<LocalArtifactStore>;
 
 const USAGE: &str =
     "usage: aether-server [migrate]\n\nConfiguration comes from AETHER_* variables and DATABASE_URL; see the README.";
@@ -64,7 +71,19 @@ async fn run(command: Option<&str>) -> anyhow::Result<()> {
         None => {}
     }
     let secret = load_or_create_secret(&config.data_dir.join("presign.key"))?;
-    let blobs = LocalArtifactStore::new(config.data_dir.join("artifacts"), config.public_url.clone(), secret)?;
+    let blobs =
+        Arc::new(LocalArtifactStore::new(config.data_dir.join("artifacts"), config.public_url.clone(), secret)?);
+    let local = match config.runtime {
+        RuntimeKind::Local => {
+            let runtime_config = LocalRuntimeConfig::new(&config.data_dir, config.health_timeout);
+            let releases = runtime_config.releases_dir.display().to_string();
+            Some(
+                LocalRuntime::new(Arc::clone(&blobs), runtime_config)
+                    .with_context(|| format!("cannot prepare {releases}"))?,
+            )
+        }
+        RuntimeKind::None => None,
+    };
     // Everything that can still fail (TLS files, the port) is done before the one-time admin
     // token is minted, so a failed start never uses it up.
     let listen: SocketAddr = config.listen;
@@ -87,23 +106,54 @@ async fn run(command: Option<&str>) -> anyhow::Result<()> {
         // Shown once: only its hash is stored.
         println!("Generated an admin token (shown only now; store it safely):\n  {token}");
     }
-    let state: AppState<Embedded> = AppState::new(store, blobs, NoRuntime, config);
+    match local {
+        Some(runtime) => serve(AppState::<Embedded<Local>>::new(store, blobs, runtime, config), listener, tls).await,
+        None => serve(AppState::<Embedded<NoRuntime>>::new(store, blobs, NoRuntime, config), listener, tls).await,
+    }
+}
+
+/// Serves until SIGINT/SIGTERM, restoring the releases recorded as running meanwhile; then lets
+/// in-flight requests finish and stops every release.
+async fn serve<P: Ports<Store = SqlStore, Blobs = LocalArtifactStore>>(
+    state: AppState<P>,
+    listener: std::net::TcpListener,
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
+) -> anyhow::Result<()> {
     tokio::spawn(aether_server::gc::run_pending_upload_gc(state.clone()));
     tokio::spawn(collect_stale_temp_files(state.clone()));
-    let router = aether_server::api::router(state);
-    tracing::info!(address = %listener.local_addr()?, tls = tls.is_some(), "aether-server listening");
-    match tls {
-        Some(tls) => serve_tls(listener, tls, router).await,
+    let restoring = tokio::spawn({
+        let state = state.clone();
+        async move {
+            if let Err(error) = aether_server::deployer::restore_running(&state).await {
+                tracing::error!(code = error.code, message = %error.message, "cannot list the releases to restore");
+            }
+        }
+    });
+    let router = aether_server::api::router(state.clone());
+    let token = state.shutdown.clone();
+    let stopping = async move {
+        shutdown_signal().await;
+        // Ends the log streams, which would otherwise hold the graceful shutdown open forever.
+        token.cancel();
+    };
+    tracing::info!(address = %listener.local_addr()?, tls = tls.is_some(), runtime = state.runtime.name(), "aether-server listening");
+    let served = match tls {
+        Some(tls) => serve_tls(listener, tls, router, stopping).await,
         None => axum::serve(tokio::net::TcpListener::from_std(listener)?, router)
-            .with_graceful_shutdown(shutdown_signal())
+            .with_graceful_shutdown(stopping)
             .await
             .context("server failed"),
-    }
+    };
+    // A release still being restored is dropped, which kills its processes.
+    restoring.abort();
+    let _ = restoring.await;
+    state.runtime.shutdown().await;
+    served
 }
 
 /// A crash mid-upload can leave temporary files behind; they are never visible as artifacts,
 /// and this removes them once they are older than any upload could take.
-async fn collect_stale_temp_files(state: AppState<Embedded>) {
+async fn collect_stale_temp_files<P: Ports<Blobs = LocalArtifactStore>>(state: AppState<P>) {
     loop {
         if let Err(error) = state.blobs.gc_stale_temp(state.config.pending_ttl).await {
             tracing::warn!(%error, "removing stale upload files failed; will retry");
@@ -117,11 +167,12 @@ async fn serve_tls(
     listener: std::net::TcpListener,
     tls: axum_server::tls_rustls::RustlsConfig,
     router: axum::Router,
+    stopping: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let handle = axum_server::Handle::new();
     let on_signal = handle.clone();
     tokio::spawn(async move {
-        shutdown_signal().await;
+        stopping.await;
         on_signal.graceful_shutdown(None);
     });
     axum_server::tls_rustls::from_tcp_rustls(listener, tls)?

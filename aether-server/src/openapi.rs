@@ -62,7 +62,15 @@ pub const ROUTES: &[Route] = &[
         true,
         true,
     ),
-    route("GET", "/apps/{app}/logs", "The app's recent log lines", (200, "lines"), &[400, 404, 501], true, false),
+    route(
+        "GET",
+        "/apps/{app}/logs",
+        "The app's recent log lines, or a live stream of them",
+        (200, "a JSON array of lines; with follow=true an event stream, one line per event's data"),
+        &[400, 404, 501],
+        true,
+        false,
+    ),
     route(
         "POST",
         "/apps/{app}/rollback",
@@ -152,6 +160,19 @@ pub const ROUTES: &[Route] = &[
     route("DELETE", "/tokens/{id}", "Revoke a token (admin)", (204, "revoked"), &[404], true, false),
 ];
 
+/// Query parameters of the operations that take any, with what each means.
+fn query_parameters(route: &Route) -> &'static [(&'static str, &'static str)] {
+    match (route.method, route.path) {
+        ("GET", "/apps/{app}/logs") => &[
+            ("tail", "the newest this many lines (default 100, at most 10000)"),
+            ("since_ms", "only lines at or after this Unix millisecond"),
+            ("deployment", "only this deployment's lines"),
+            ("follow", "true: answer text/event-stream, the tail first, then each new line as it comes"),
+        ],
+        _ => &[],
+    }
+}
+
 fn method(raw: &str) -> HttpMethod {
     match raw {
         "POST" => HttpMethod::Post,
@@ -173,10 +194,12 @@ fn error_envelope() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
 
 fn operation(route: &Route) -> utoipa::openapi::path::Operation {
     let json = || ContentBuilder::new().schema(Some(ObjectBuilder::new().schema_type(Type::Object))).build();
-    let mut responses = ResponsesBuilder::new().response(
-        route.success.0.to_string(),
-        ResponseBuilder::new().description(route.success.1).content("application/json", json()),
-    );
+    let mut success = ResponseBuilder::new().description(route.success.1).content("application/json", json());
+    if query_parameters(route).iter().any(|(name, _)| *name == "follow") {
+        let line = ContentBuilder::new().schema(Some(ObjectBuilder::new().schema_type(Type::String))).build();
+        success = success.content("text/event-stream", line);
+    }
+    let mut responses = ResponsesBuilder::new().response(route.success.0.to_string(), success);
     let auth_errors: &[u16] = if route.authenticated { &[401, 403] } else { &[] };
     for status in route.errors.iter().chain(auth_errors) {
         let envelope =
@@ -190,6 +213,15 @@ fn operation(route: &Route) -> utoipa::openapi::path::Operation {
     for segment in route.path.split('/').filter(|s| s.starts_with('{')) {
         let name = segment.trim_matches(|c| c == '{' || c == '}');
         op = op.parameter(ParameterBuilder::new().name(name).parameter_in(ParameterIn::Path).required(Required::True));
+    }
+    for (name, description) in query_parameters(route) {
+        op = op.parameter(
+            ParameterBuilder::new()
+                .name(*name)
+                .parameter_in(ParameterIn::Query)
+                .required(Required::False)
+                .description(Some(*description)),
+        );
     }
     if route.json_body {
         op = op.request_body(Some(RequestBodyBuilder::new().content("application/json", json()).build()));

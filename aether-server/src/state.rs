@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::ServerConfig;
 use crate::ports::{ArtifactStore, MetadataStore, Runtime};
@@ -22,6 +23,9 @@ pub struct AppState<P: Ports> {
     /// Bounds concurrent uploads (`AETHER_MAX_CONCURRENT_UPLOADS`).
     pub upload_slots: Arc<Semaphore>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Cancelled when the server starts shutting down, so responses that would otherwise never
+    /// end (log streams) finish and let the graceful shutdown complete.
+    pub shutdown: CancellationToken,
 }
 
 impl<P: Ports> std::fmt::Debug for AppState<P> {
@@ -39,19 +43,22 @@ impl<P: Ports> Clone for AppState<P> {
             config: Arc::clone(&self.config),
             upload_slots: Arc::clone(&self.upload_slots),
             metrics: Arc::clone(&self.metrics),
+            shutdown: self.shutdown.clone(),
         }
     }
 }
 
 impl<P: Ports> AppState<P> {
-    pub fn new(store: P::Store, blobs: P::Blobs, runtime: P::Runtime, config: ServerConfig) -> Self {
+    /// `blobs` may be shared already: the local runtime reads artifacts from the same store.
+    pub fn new(store: P::Store, blobs: impl Into<Arc<P::Blobs>>, runtime: P::Runtime, config: ServerConfig) -> Self {
         Self {
             store: Arc::new(store),
-            blobs: Arc::new(blobs),
+            blobs: blobs.into(),
             runtime: Arc::new(runtime),
             upload_slots: Arc::new(Semaphore::new(config.max_concurrent_uploads)),
             config: Arc::new(config),
             metrics: Arc::new(crate::metrics::Metrics::default()),
+            shutdown: CancellationToken::new(),
         }
     }
 }

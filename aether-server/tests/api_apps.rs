@@ -108,6 +108,84 @@ async fn logs_come_from_the_runtime() {
     server.get("/apps/web/logs", None).await.expect_error(401, "unauthorized");
 }
 
+/// The text part of each line `GET path` returns.
+async fn texts(server: &TestServer, path: &str) -> Vec<String> {
+    let reply = server.get(path, Some(READER)).await.expect(200);
+    let lines = reply.json.as_array().unwrap_or_else(|| panic!("not an array: {}", reply.text));
+    lines.iter().map(|l| l.as_str().unwrap().rsplit(": ").next().unwrap().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn logs_filter_by_deployment_and_time() {
+    let server = TestServer::start(&[]).await;
+    server.create_app("web").await;
+    let runtime = server.runtime();
+    runtime.log("web", "aaaaaaaa-1111", 1_000, "one early");
+    runtime.log("web", "bbbbbbbb-2222", 2_000, "two");
+    runtime.log("web", "aaaaaaaa-1111", 3_000, "one late");
+    let all = server.get("/apps/web/logs", Some(READER)).await.expect(200).json;
+    assert_eq!(
+        all,
+        json!([
+            "1970-01-01T00:00:01.000Z aaaaaaaa stdout: one early",
+            "1970-01-01T00:00:02.000Z bbbbbbbb stdout: two",
+            "1970-01-01T00:00:03.000Z aaaaaaaa stdout: one late",
+        ])
+    );
+    assert_eq!(texts(&server, "/apps/web/logs?deployment=aaaaaaaa-1111").await, ["one early", "one late"]);
+    assert_eq!(texts(&server, "/apps/web/logs?since_ms=2000").await, ["two", "one late"]);
+    assert_eq!(texts(&server, "/apps/web/logs?since_ms=1500&deployment=aaaaaaaa-1111&tail=5").await, ["one late"]);
+    assert_eq!(texts(&server, "/apps/web/logs?tail=1").await, ["one late"]);
+    assert!(texts(&server, "/apps/web/logs?deployment=aaaaaaaa").await.is_empty(), "ids match exactly");
+    server.get("/apps/web/logs?since_ms=yesterday", Some(READER)).await.expect_error(400, "bad_request");
+    server.get("/apps/web/logs?follow=maybe", Some(READER)).await.expect_error(400, "bad_request");
+}
+
+/// Reads the event stream until its text contains `needle`; returns everything read.
+async fn read_until(response: &mut reqwest::Response, seen: &mut String, needle: &str) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !seen.contains(needle) {
+        let chunk = tokio::time::timeout_at(deadline, response.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("{needle:?} never arrived; got {seen:?}"))
+            .unwrap()
+            .unwrap_or_else(|| panic!("the stream ended before {needle:?}; got {seen:?}"));
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+#[tokio::test]
+async fn follow_streams_the_tail_then_new_lines_as_server_sent_events() {
+    let server = TestServer::start(&[]).await;
+    server.create_app("web").await;
+    let runtime = server.runtime();
+    runtime.log("web", "aaaaaaaa-1111", 1_000, "old");
+    runtime.log("web", "aaaaaaaa-1111", 2_000, "recent");
+    let request = server.request(Method::GET, "/apps/web/logs?follow=true&tail=1", Some(READER));
+    let mut response = request.send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(content_type.starts_with("text/event-stream"), "{content_type}");
+    let mut seen = String::new();
+    read_until(&mut response, &mut seen, "recent\n\n").await;
+    assert_eq!(seen, "data: 1970-01-01T00:00:02.000Z aaaaaaaa stdout: recent\n\n");
+
+    runtime.log("web", "bbbbbbbb-2222", 3_000, "new");
+    read_until(&mut response, &mut seen, "new\n\n").await;
+    assert!(seen.ends_with("data: 1970-01-01T00:00:03.000Z bbbbbbbb stdout: new\n\n"), "{seen:?}");
+    assert!(!seen.contains("old"), "more than the tail was sent: {seen:?}");
+
+    // A deployment filter applies to the live lines too.
+    let path = "/apps/web/logs?follow=true&tail=0&deployment=cccccccc-3333";
+    let mut filtered = server.request(Method::GET, path, Some(READER)).send().await.unwrap();
+    runtime.log("web", "bbbbbbbb-2222", 4_000, "not for this follower");
+    runtime.log("web", "cccccccc-3333", 5_000, "for this follower");
+    let mut seen = String::new();
+    read_until(&mut filtered, &mut seen, "for this follower\n\n").await;
+    assert_eq!(seen, "data: 1970-01-01T00:00:05.000Z cccccccc stdout: for this follower\n\n");
+    server.get("/apps/nope/logs?follow=true", Some(READER)).await.expect_error(404, "not_found");
+}
+
 #[tokio::test]
 async fn deployment_lists_of_unknown_or_invalid_apps() {
     let server = TestServer::start(&[]).await;

@@ -16,6 +16,9 @@ use aether_server::testing::postgres::TestPostgres;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+#[path = "support/node_app.rs"]
+mod node_app;
+
 const BINARY: &str = env!("CARGO_BIN_EXE_aether-server");
 
 /// How long a request may take before the server counts as hanging.
@@ -463,7 +466,7 @@ async fn bad_configuration_exits_non_zero_naming_the_variable() {
     let listen = || format!("127.0.0.1:{}", free_port());
     let missing_cert = path_string(&dir.path().join("missing-cert.pem"));
     let missing_key = path_string(&dir.path().join("missing-key.pem"));
-    let cases: [(Vars<'_>, &[&str]); 6] = [
+    let cases: [(Vars<'_>, &[&str]); 7] = [
         (&[("AETHER_LISTEN", "nonsense".into())], &["AETHER_LISTEN", "nonsense"]),
         (&[("AETHER_LISTEN", listen()), ("AETHER_API_TOKENS", "x:root".into())], &["AETHER_API_TOKENS", "root"]),
         (
@@ -479,6 +482,7 @@ async fn bad_configuration_exits_non_zero_naming_the_variable() {
             &[("AETHER_LISTEN", listen()), ("AETHER_MAX_ARTIFACT_SIZE_BYTES", "big".into())],
             &["AETHER_MAX_ARTIFACT_SIZE_BYTES"],
         ),
+        (&[("AETHER_LISTEN", listen()), ("AETHER_RUNTIME", "docker".into())], &["AETHER_RUNTIME", "docker"]),
     ];
     for (vars, expected) in cases {
         let mut vars = vars.to_vec();
@@ -529,4 +533,114 @@ async fn a_start_that_fails_does_not_use_up_the_one_time_admin_token() {
     let (status, stdout, stderr) = server.shut_down().await;
     assert!(status.success(), "{status}\n{stderr}");
     assert_eq!(tokens_in(&stdout).len(), 1, "the first serving start printed no admin token:\n{stdout}");
+}
+
+/// Polls `GET /deployments/{id}` until it leaves `pending`/`deploying`; returns it.
+async fn settled_deployment(http: &reqwest::Client, server: &Server, token: &str, id: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        let response = http.get(server.url(&format!("/deployments/{id}"))).bearer_auth(token).send().await.unwrap();
+        let deployment: Value = response.json().await.unwrap();
+        if !matches!(deployment["status"].as_str(), Some("pending" | "deploying")) {
+            return deployment;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "deployment {id} never settled: {deployment}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls `url` until it answers 200; returns the body.
+async fn serving(http: &reqwest::Client, url: &str, server: &Server) -> String {
+    let started = Instant::now();
+    loop {
+        if let Ok(response) = http.get(url).send().await
+            && response.status() == StatusCode::OK
+        {
+            return response.text().await.unwrap();
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{url} never served\nstderr:\n{}", server.proc.stderr());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn refuses(url: &str) -> bool {
+    let port: u16 = url.rsplit_once(':').unwrap().1.parse().unwrap();
+    std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+}
+
+#[tokio::test]
+async fn a_running_release_is_stopped_on_shutdown_and_restored_at_its_url_after_a_restart() {
+    const TOKEN: &str = "runtime-admin-token";
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let port = free_port();
+    let vars = [("AETHER_API_TOKENS", format!("{TOKEN}:admin"))];
+    let http = client();
+    let server = Server::start(dir.path(), &data, port, &vars).await;
+
+    let id = deploy_node_app(&http, &server, TOKEN, "restored").await;
+    let deployment = settled_deployment(&http, &server, TOKEN, &id).await;
+    assert_eq!(deployment["status"], "running", "{deployment}");
+    let url = deployment["url"].as_str().unwrap().to_owned();
+    assert_eq!(serving(&http, &url, &server).await, "restored production");
+
+    // An open log stream must not hold the shutdown up.
+    let follower = reqwest::Client::builder().no_proxy().build().unwrap();
+    let mut stream = follower.get(server.url("/apps/web/logs?follow=true")).bearer_auth(TOKEN).send().await.unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(5), stream.chunk()).await.unwrap().unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("stdout: restored listening on"), "{first:?}");
+    let (status, _, stderr) = server.shut_down().await;
+    assert!(status.success(), "{status}\n{stderr}");
+    assert!(refuses(&url), "the release outlived the server");
+
+    let server = Server::start(dir.path(), &data, port, &vars).await;
+    assert_eq!(serving(&http, &url, &server).await, "restored production", "not restored at its recorded URL");
+    let deployment = settled_deployment(&http, &server, TOKEN, &id).await;
+    assert_eq!((deployment["status"].as_str(), deployment["url"].as_str()), (Some("running"), Some(url.as_str())));
+    let response = http.get(server.url("/apps/web/logs")).bearer_auth(TOKEN).send().await.unwrap();
+    let lines: Vec<String> = response.json().await.unwrap();
+    assert!(lines.iter().any(|l| l.contains(&id[..8]) && l.contains("restored listening on")), "{lines:?}");
+    let (status, _, stderr) = server.shut_down().await;
+    assert!(status.success(), "{status}\n{stderr}");
+    assert!(refuses(&url), "the restored release outlived the server");
+}
+
+#[tokio::test]
+async fn with_no_runtime_deployments_fail_and_logs_are_not_implemented() {
+    const TOKEN: &str = "none-admin-token";
+    let dir = tempfile::tempdir().unwrap();
+    let vars = [("AETHER_API_TOKENS", format!("{TOKEN}:admin")), ("AETHER_RUNTIME", "none".to_owned())];
+    let http = client();
+    let server = Server::start(dir.path(), &dir.path().join("data"), free_port(), &vars).await;
+    let id = deploy_node_app(&http, &server, TOKEN, "never").await;
+    let deployment = settled_deployment(&http, &server, TOKEN, &id).await;
+    assert_eq!(deployment["status"], "failed", "{deployment}");
+    assert!(deployment["failure_reason"].as_str().unwrap().contains("no runtime"), "{deployment}");
+    for path in ["/apps/web/logs", "/apps/web/logs?follow=true"] {
+        let response = http.get(server.url(path)).bearer_auth(TOKEN).send().await.unwrap();
+        assert_envelope(response, StatusCode::NOT_IMPLEMENTED, "not_implemented").await;
+    }
+    let (status, _, stderr) = server.shut_down().await;
+    assert!(status.success(), "{status}\n{stderr}");
+}
+
+/// Creates app `web`, uploads a Node app answering `greeting` and deploys it; returns the
+/// deployment id.
+async fn deploy_node_app(http: &reqwest::Client, server: &Server, token: &str, greeting: &str) -> String {
+    let response = http.post(server.url("/apps")).bearer_auth(token).json(&json!({"name": "web"})).send().await;
+    assert_eq!(response.unwrap().status(), StatusCode::CREATED);
+    let (bytes, digest) = node_app::pack_app(&node_app::server_js(greeting));
+    let response = http
+        .post(server.url("/artifacts?app_name=web"))
+        .bearer_auth(token)
+        .header("x-aether-artifact-digest", &digest)
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = json!({"app_name": "web", "digest": digest});
+    let response = http.post(server.url("/deployments")).bearer_auth(token).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
 }

@@ -113,6 +113,7 @@ conformance!(
     deployments_insert_get_list_and_events,
     apply_transition_is_compare_and_set,
     running_deployment_per_app,
+    running_deployments_across_apps,
     tokens_lifecycle,
 );
 
@@ -457,6 +458,24 @@ async fn running_deployment_per_app<S: MetadataStore>(store: &S) {
     assert_eq!(store.running_deployment("app-1").await.unwrap(), Some(live));
     assert_eq!(store.running_deployment("app-2").await.unwrap(), Some(other));
     assert_eq!(store.running_deployment("app-3").await.unwrap(), None);
+}
+
+/// What a restarted server restores: every app's running deployment, oldest first, and nothing
+/// in any other status.
+async fn running_deployments_across_apps<S: MetadataStore>(store: &S) {
+    assert_eq!(store.running_deployments().await.unwrap(), Vec::<Deployment>::new());
+    let web = store.create_app("app-1", "web", 1).await.unwrap();
+    let api = store.create_app("app-2", "api", 1).await.unwrap();
+    let art = insert_artifact(store, 1, 1).await;
+    let api_live = deployment("dep-1", &api, &art, DeploymentStatus::Running, 10);
+    let web_old = deployment("dep-2", &web, &art, DeploymentStatus::Superseded, 20);
+    let web_live = deployment("dep-3", &web, &art, DeploymentStatus::Running, 30);
+    let web_failed = deployment("dep-4", &web, &art, DeploymentStatus::Failed, 40);
+    let web_next = deployment("dep-5", &web, &art, DeploymentStatus::Deploying, 50);
+    for d in [&web_live, &web_failed, &api_live, &web_old, &web_next] {
+        insert_deployment(store, d).await;
+    }
+    assert_eq!(store.running_deployments().await.unwrap(), vec![api_live, web_live]);
 }
 
 async fn tokens_lifecycle<S: MetadataStore>(store: &S) {

@@ -4,14 +4,19 @@ use aether_core::api::{
     AddPublicKeyRequest, AppResponse, CreateAppRequest, DeploymentResponse, PublicKeyResponse, rfc3339_ms,
 };
 use aether_core::wire::AppName;
+use std::convert::Infallible;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse as _, Response};
+use futures_util::StreamExt as _;
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::model::{App, PublicKey};
-use crate::ports::{MetadataStore, Runtime};
+use crate::ports::{LogQuery, MetadataStore, Runtime};
 use crate::routes::deployments::deployment_response;
 use crate::state::{AppState, Ports, now_ms};
 
@@ -77,17 +82,42 @@ pub async fn add_public_key<P: Ports>(
     ))
 }
 
+/// The most lines one request returns.
+const MAX_TAIL: usize = 10_000;
+
 #[derive(Debug, serde::Deserialize)]
 pub struct LogsQuery {
+    /// The newest this many lines (default 100, at most 10,000).
     pub tail: Option<usize>,
+    /// Only lines at or after this Unix millisecond.
+    pub since_ms: Option<i64>,
+    /// Only this deployment's lines.
+    pub deployment: Option<String>,
+    /// Keep the response open and send new lines as they come.
+    #[serde(default)]
+    pub follow: bool,
 }
 
+/// A JSON array of rendered lines, oldest first; with `follow=true` a `text/event-stream`
+/// whose events each carry one rendered line as `data`: the same tail first, then every new
+/// line, until the client disconnects or the server shuts down.
 pub async fn logs<P: Ports>(
     State(state): State<AppState<P>>,
     ApiPath(name): ApiPath<String>,
-    ApiQuery(query): ApiQuery<LogsQuery>,
-) -> ApiResult<Json<Vec<String>>> {
+    ApiQuery(request): ApiQuery<LogsQuery>,
+) -> ApiResult<Response> {
     let app = find_app(state.store.as_ref(), &name).await?;
-    let lines = state.runtime.logs(&app.name, query.tail.unwrap_or(100).min(10_000)).await?;
-    Ok(Json(lines))
+    let query = LogQuery {
+        tail: request.tail.unwrap_or(100).min(MAX_TAIL),
+        since_ms: request.since_ms,
+        deployment_id: request.deployment,
+    };
+    if !request.follow {
+        return Ok(Json(state.runtime.logs(&app.name, &query).await?).into_response());
+    }
+    let lines = state.runtime.follow(&app.name, &query).await?;
+    let events = lines
+        .map(|line| Ok::<_, Infallible>(Event::default().data(line)))
+        .take_until(state.shutdown.clone().cancelled_owned());
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()).into_response())
 }

@@ -1,10 +1,14 @@
-//! Runtime adapters. The local-process runtime is not built yet; until it is, the server runs
-//! with [`NoRuntime`], and tests use the in-memory [`FakeRuntime`].
+//! Runtime adapters: [`local::LocalRuntime`] runs releases as local processes (the embedded
+//! default), [`NoRuntime`] refuses to run anything, and tests use the in-memory [`FakeRuntime`].
+
+pub mod local;
+pub mod logs;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use crate::ports::{ReleaseSpec, ReleaseStatus, Runtime, RuntimeError};
+use crate::ports::{LogLine, LogLines, LogQuery, LogStream, ReleaseSpec, ReleaseStatus, Runtime, RuntimeError};
+use crate::runtime::logs::LogBook;
 
 /// Refuses to run anything, honestly: deployments fail with a clear reason and logs are 501.
 #[derive(Debug, Default)]
@@ -27,16 +31,28 @@ impl Runtime for NoRuntime {
         Ok(ReleaseStatus { running: false, url: None })
     }
 
-    async fn logs(&self, _app_name: &str, _tail: usize) -> Result<Vec<String>, RuntimeError> {
+    async fn logs(&self, _app_name: &str, _query: &LogQuery) -> Result<Vec<String>, RuntimeError> {
+        Err(RuntimeError::Unsupported("logs"))
+    }
+
+    async fn follow(&self, _app_name: &str, _query: &LogQuery) -> Result<LogLines, RuntimeError> {
         Err(RuntimeError::Unsupported("logs"))
     }
 }
 
 /// In-memory runtime for tests: releases "run" instantly at a fake URL, unless the digest was
-/// marked to fail.
-#[derive(Debug, Default)]
+/// marked to fail. Its logs are what tests write with [`FakeRuntime::log`]; an app nobody logged
+/// for shows one placeholder line.
+#[derive(Debug)]
 pub struct FakeRuntime {
     state: Mutex<FakeState>,
+    book: LogBook,
+}
+
+impl Default for FakeRuntime {
+    fn default() -> Self {
+        Self { state: Mutex::default(), book: LogBook::new(10_000) }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -53,6 +69,17 @@ impl FakeRuntime {
         if let Ok(mut state) = self.state.lock() {
             state.failing_digests.push(digest.to_owned());
         }
+    }
+
+    /// Records a line as if a release of `app_name` had printed it at `at_ms`.
+    pub fn log(&self, app_name: &str, deployment_id: &str, at_ms: i64, text: &str) {
+        let line = LogLine {
+            at_ms,
+            deployment_id: deployment_id.to_owned(),
+            stream: LogStream::Stdout,
+            text: text.to_owned(),
+        };
+        self.book.push(app_name, line);
     }
 
     /// Deployment ids that were applied and stopped, in order.
@@ -90,7 +117,14 @@ impl Runtime for FakeRuntime {
         Ok(ReleaseStatus { running: url.is_some(), url })
     }
 
-    async fn logs(&self, app_name: &str, tail: usize) -> Result<Vec<String>, RuntimeError> {
-        Ok(vec![format!("{app_name}: fake runtime log line")].into_iter().take(tail).collect())
+    async fn logs(&self, app_name: &str, query: &LogQuery) -> Result<Vec<String>, RuntimeError> {
+        if !self.book.has_lines(app_name) {
+            return Ok(vec![format!("{app_name}: fake runtime log line")].into_iter().take(query.tail).collect());
+        }
+        Ok(self.book.query(app_name, query))
+    }
+
+    async fn follow(&self, app_name: &str, query: &LogQuery) -> Result<LogLines, RuntimeError> {
+        Ok(self.book.follow(app_name, query))
     }
 }

@@ -131,6 +131,16 @@ pub(super) async fn running_deployment(pool: &AnyPool, app_id: &str) -> StoreRes
     row.as_ref().map(deployment_from_row).transpose().map_err(db_err)
 }
 
+/// Oldest first, so releases come back in the order they were deployed.
+pub(super) async fn running_deployments(pool: &AnyPool) -> StoreResult<Vec<Deployment>> {
+    let rows = sqlx::query(select_deployments!("WHERE d.status = $1 ORDER BY d.created_at_ms ASC, d.id ASC"))
+        .bind(DeploymentStatus::Running.as_str())
+        .fetch_all(pool)
+        .await
+        .map_err(db_err)?;
+    rows.iter().map(deployment_from_row).collect::<Result<_, _>>().map_err(db_err)
+}
+
 async fn insert_event(conn: &mut AnyConnection, event: &DeploymentEvent) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO deployment_events (deployment_id, from_status, to_status, reason, at_ms) \

@@ -280,6 +280,10 @@ impl MetadataStore for SqlStore {
         deployments::running_deployment(&self.pool, app_id).await
     }
 
+    async fn running_deployments(&self) -> StoreResult<Vec<Deployment>> {
+        deployments::running_deployments(&self.pool).await
+    }
+
     async fn insert_token(&self, token: &Token) -> StoreResult<()> {
         auth::insert_token(&self.pool, token).await
     }
