@@ -13,14 +13,33 @@ pub struct Cli {
     /// Log line format; `auto` is coloured text on a terminal, plain text otherwise.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Auto)]
     pub log_format: LogFormat,
+    /// Output format on stdout: text for people, one JSON object for programs.
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+    /// Allow sending the token over plain HTTP to a host that is not loopback
+    /// (also `AETHER_INSECURE=1`). Certificates are still verified.
+    #[arg(long, global = true)]
+    pub insecure: bool,
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Install production dependencies, pack, describe and sign a Node project.
+    /// Build a Node project (install, pack, describe, sign), upload it and roll it out.
     Deploy(DeployArgs),
+    /// Check a token against the control plane and remember both.
+    Login(LoginArgs),
+    /// Forget the stored token.
+    Logout,
+    /// Apps with their current deployment.
+    List,
+    /// An app's log lines.
+    Logs(LogsArgs),
+    /// An app's current and latest deployments.
+    Status(AppArgs),
+    /// Roll an app back to its previous release, or to a given deployment.
+    Rollback(RollbackArgs),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
 }
@@ -48,9 +67,66 @@ pub struct DeployArgs {
     /// Write the SBOM in the old `aether-sbom-v1` format instead of CycloneDX 1.5.
     #[arg(long)]
     pub legacy_sbom: bool,
-    /// Output format on stdout.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
-    pub format: OutputFormat,
+    /// The app to deploy to [default: package.json name, as a DNS label]; created if missing.
+    #[arg(long, value_name = "NAME")]
+    pub app: Option<String>,
+    #[command(flatten)]
+    pub wait: WaitArgs,
+    /// Roll out again even when this exact artifact is already running.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// Return once the deployment is created instead of following it.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// How long to follow the rollout, e.g. `90s`, `5m`.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = crate::duration::parse)]
+    pub timeout: std::time::Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// The token; prompted for on a terminal, read from stdin otherwise.
+    #[arg(long, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// Control-plane URL [default: AETHER_API_BASE, config.toml api_base, http://127.0.0.1:8080].
+    #[arg(long, value_name = "URL")]
+    pub api: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AppArgs {
+    #[arg(long, value_name = "NAME")]
+    pub app: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    #[arg(long, value_name = "NAME")]
+    pub app: String,
+    /// Keep printing new lines as the app writes them.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// Only lines from this long ago onwards, e.g. `10m`, `2h`.
+    #[arg(long, value_name = "DURATION", value_parser = crate::duration::parse)]
+    pub since: Option<std::time::Duration>,
+    /// How many of the most recent lines to print.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub tail: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    #[arg(long, value_name = "NAME")]
+    pub app: String,
+    /// The deployment to bring back [default: the release before the current one].
+    #[arg(long, value_name = "DEPLOYMENT_ID")]
+    pub to: Option<String>,
+    #[command(flatten)]
+    pub wait: WaitArgs,
 }
 
 #[derive(Debug, Args)]

@@ -21,21 +21,31 @@ impl From<Exit> for ExitCode {
     }
 }
 
-/// An error as the user sees it: an exit code, a stable code string and a message.
+/// An error as the user sees it: an exit code, a stable code string and a message, plus
+/// structured details for JSON output (e.g. the failed deployment and its last log lines).
 #[derive(Debug)]
 pub struct CliError {
     pub exit: Exit,
-    pub code: &'static str,
+    pub code: String,
     pub message: String,
+    pub details: Option<serde_json::Value>,
 }
 
 impl CliError {
+    pub fn new(exit: Exit, code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { exit, code: code.into(), message: message.into(), details: None }
+    }
+
     pub fn usage(message: impl Into<String>) -> Self {
-        Self { exit: Exit::Usage, code: "usage", message: message.into() }
+        Self::new(Exit::Usage, "usage", message)
     }
 
     pub fn config(code: &'static str, message: impl Into<String>) -> Self {
-        Self { exit: Exit::Config, code, message: message.into() }
+        Self::new(Exit::Config, code, message)
+    }
+
+    pub fn io(message: impl Into<String>) -> Self {
+        Self::new(Exit::Io, "io", message)
     }
 }
 
@@ -48,7 +58,18 @@ impl From<aether_sdk::Error> for CliError {
             ErrorKind::Io => Exit::Io,
             ErrorKind::Network => Exit::Network,
         };
-        Self { exit, code: error.code(), message: error_chain(&error) }
+        let mut message = error_chain(&error);
+        // The server's own code says more than "api_error" (`unauthorized`, `not_found`...).
+        let code = match &error {
+            aether_sdk::Error::Api { code, status, .. } => {
+                if *status == 401 {
+                    message.push_str("; check the token (`aether login`, or AETHER_TOKEN)");
+                }
+                code.clone()
+            }
+            other => other.code().to_owned(),
+        };
+        Self::new(exit, code, message)
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod args;
 mod commands;
+mod duration;
 mod exit;
 mod logging;
 mod render;
@@ -21,11 +22,18 @@ fn main() -> ExitCode {
     };
     logging::init(cli.log_level, cli.log_format);
     let format = match &cli.command {
-        Command::Deploy(args) => args.format,
         Command::Completions(_) => OutputFormat::Text,
+        _ => cli.format,
     };
+    let insecure = cli.insecure;
     let result = match cli.command {
-        Command::Deploy(args) => commands::deploy::run(args),
+        Command::Deploy(args) => commands::deploy::run(args, insecure, format),
+        Command::Login(args) => commands::login::login(args, insecure, format),
+        Command::Logout => commands::login::logout(format),
+        Command::List => commands::list::run(insecure, format),
+        Command::Logs(args) => commands::logs::run(&args, insecure, format),
+        Command::Status(args) => commands::status::run(&args, insecure, format),
+        Command::Rollback(args) => commands::rollback::run(&args, insecure, format),
         Command::Completions(args) => commands::completions::run(&args),
     };
     match result {

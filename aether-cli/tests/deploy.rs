@@ -261,9 +261,19 @@ fn usage_errors_help_and_completions() {
     let sb = Sandbox::new();
     let out = sb.run(&["deploy", "--bogus", "--format", "json"], &[]);
     expect_error(&out, 2, "usage");
-    let out = sb.run(&["deploy", "--format", "json"], &[]);
-    let message = expect_error(&out, 2, "usage");
-    assert!(message.contains("--pack-only"), "{message}");
+    // Deploying needs a control plane; an unreachable one fails fast, naming the URL.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let api = format!("http://{closed}");
+    let started = std::time::Instant::now();
+    let out = sb.run(&["deploy", "--format", "json"], &[("AETHER_API_BASE", api.as_str())]);
+    let message = expect_error(&out, 40, "network_error");
+    assert!(message.contains(&api), "{message}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "no build before the server answers");
+    assert!(!sb.project.join(".aether/app.tar.gz").exists(), "nothing was built");
+    let out = sb.run(&["status", "--app", "Bad_Name", "--format", "json"], &[]);
+    expect_error(&out, 2, "usage");
+    let out = sb.run(&["logs", "--app", "web", "--since", "3w", "--format", "json"], &[]);
+    expect_error(&out, 2, "usage");
     let help = sb.run(&["--help"], &[]);
     assert!(help.status.success());
     assert!(String::from_utf8_lossy(&help.stdout).contains("deploy"));

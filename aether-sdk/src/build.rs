@@ -51,6 +51,28 @@ pub struct BuildOptions {
     pub npm_program: String,
 }
 
+impl BuildOptions {
+    /// A full build of `project_dir` with the defaults `aether deploy` uses: install (cached in
+    /// `cache_dir`), CycloneDX SBOM, no signing key, outputs in `<project>/.aether`.
+    pub fn new(project_dir: impl Into<PathBuf>, cache_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            project_dir: project_dir.into(),
+            out_dir: None,
+            install: true,
+            dry_run: false,
+            sbom: SbomFormat::CycloneDx,
+            signing_key: None,
+            source_date_epoch: None,
+            cache_dir: cache_dir.into(),
+            namespace: None,
+            require_provenance: false,
+            provenance_timeout: describe::DEFAULT_PROVENANCE_TIMEOUT,
+            threads: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+            npm_program: "npm".to_owned(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {

@@ -3,7 +3,10 @@
 //! cannot do anything twice.
 
 mod endpoints;
+mod logs;
 mod transfer;
+
+pub use logs::{LogStream, LogsQuery};
 
 use std::fmt;
 use std::net::IpAddr;

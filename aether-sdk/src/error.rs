@@ -78,6 +78,9 @@ pub enum Error {
     InsecureTransport { url: String },
     #[error("cannot set up the HTTP client: {message}")]
     ClientSetup { message: String },
+    /// The request cannot work as given (e.g. no usable app name).
+    #[error("{message}")]
+    Usage { message: String },
 }
 
 impl Error {
@@ -88,10 +91,15 @@ impl Error {
             Self::Project(ProjectError::InvalidPackageJson { .. }) => ErrorKind::Usage,
             Self::Selection(aether_core::selection::SelectionError::SymlinkEscapes { .. }) => ErrorKind::Usage,
             Self::Selection(aether_core::selection::SelectionError::InvalidIgnoreFile { .. }) => ErrorKind::Usage,
+            Self::Usage { .. } => ErrorKind::Usage,
             Self::SigningKey { .. } | Self::Config { .. } | Self::InvalidVariable { .. } => ErrorKind::Config,
             Self::CommandFailed { .. } | Self::CommandNotFound { .. } | Self::Provenance { .. } => ErrorKind::Runtime,
             Self::Lockfile(_) | Self::Sbom(_) => ErrorKind::Runtime,
             Self::Project(_) | Self::Selection(_) | Self::Pack(_) | Self::Io { .. } => ErrorKind::Io,
+            // Credentials the server rejects are the user's configuration to fix; other 4xx
+            // answers refuse what was asked; 5xx means the server could not serve it.
+            Self::Api { status: 401 | 403, .. } => ErrorKind::Config,
+            Self::Api { status: 400..=499, .. } => ErrorKind::Usage,
             Self::Api { .. } | Self::Http { .. } | Self::Protocol { .. } => ErrorKind::Network,
             Self::InvalidUrl { .. } | Self::InsecureTransport { .. } | Self::ClientSetup { .. } => ErrorKind::Config,
         }
@@ -106,6 +114,7 @@ impl Error {
             Self::Project(ProjectError::InvalidPackageJson { .. }) => "invalid_package_json",
             Self::Selection(SelectionError::SymlinkEscapes { .. }) => "symlink_escapes_tree",
             Self::Selection(SelectionError::InvalidIgnoreFile { .. }) => "invalid_ignore_file",
+            Self::Usage { .. } => "usage",
             Self::SigningKey { .. } => "invalid_signing_key",
             Self::Config { .. } => "invalid_config",
             Self::InvalidVariable { .. } => "invalid_variable",

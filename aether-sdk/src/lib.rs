@@ -3,6 +3,8 @@
 pub mod build;
 pub mod client;
 pub mod config;
+pub mod connect;
+pub mod deploy;
 pub mod describe;
 pub mod error;
 pub mod install;
@@ -11,4 +13,5 @@ pub mod toolchain;
 pub mod upload;
 
 pub use build::{BuildEvent, BuildOptions, BuildReport, Phase, build};
+pub use deploy::{DeployEvent, DeployOptions, DeployReport, deploy};
 pub use error::{Error, ErrorKind};

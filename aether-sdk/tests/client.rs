@@ -2,7 +2,6 @@
 //! artifacts in a temporary directory, the fake runtime), plus a stub that only answers 503.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -12,87 +11,12 @@ use aether_core::deployment::DeploymentStatus;
 use aether_core::digest::sha256_hex;
 use aether_core::signing::SigningKey;
 use aether_core::wire::{AppName, Digest};
-use aether_sdk::client::{Client, ClientConfig};
+use aether_sdk::client::{Client, ClientConfig, LogsQuery};
 use aether_sdk::upload::{UploadProgress, UploadRequest, upload_artifact};
 use aether_sdk::{Error, ErrorKind};
-use aether_server::artifacts::local::LocalArtifactStore;
-use aether_server::config::ServerConfig;
-use aether_server::runtime::FakeRuntime;
-use aether_server::state::{AppState, Ports};
-use aether_server::store::SqlStore;
 
-const ADMIN: &str = "admin-token";
-const DEPLOYER: &str = "deploy-token";
-const READER: &str = "read-token";
-
-struct TestPorts;
-
-impl Ports for TestPorts {
-    type Store = SqlStore;
-    type Blobs = LocalArtifactStore;
-    type Runtime = FakeRuntime;
-}
-
-struct TestServer {
-    base: String,
-    state: AppState<TestPorts>,
-    task: tokio::task::JoinHandle<()>,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl TestServer {
-    async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let base = format!("http://{addr}");
-        let env: HashMap<&str, String> = HashMap::from([
-            ("AETHER_API_TOKENS", format!("{ADMIN}:admin,{DEPLOYER}:deployer,{READER}:reader")),
-            ("AETHER_LISTEN", addr.to_string()),
-            ("AETHER_PUBLIC_URL", base.clone()),
-            ("AETHER_DATA_DIR", dir.path().display().to_string()),
-        ]);
-        let config = ServerConfig::from_env(|name| env.get(name).cloned()).unwrap();
-        let store = SqlStore::open_sqlite(&dir.path().join("aether.db")).await.unwrap();
-        store.migrate().await.unwrap();
-        let blobs = LocalArtifactStore::new(dir.path().join("artifacts"), base.clone(), [0x5a; 32]).unwrap();
-        let state = AppState::<TestPorts>::new(store, blobs, FakeRuntime::default(), config);
-        let router = aether_server::api::router(state.clone());
-        let task = tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-        Self { base, state, task, _dir: dir }
-    }
-
-    fn client(&self, token: Option<&str>) -> Client {
-        client_for(&self.base, token, 3)
-    }
-
-    /// A counter of the server's Prometheus text, 0 when absent.
-    fn metric(&self, line_prefix: &str) -> u64 {
-        let text = self.state.metrics.render();
-        let line = text.lines().find(|line| line.starts_with(line_prefix));
-        line.and_then(|l| l.rsplit(' ').next()).map_or(0, |n| n.parse().unwrap())
-    }
-}
-
-fn client_for(base: &str, token: Option<&str>, retries: u32) -> Client {
-    let config = ClientConfig {
-        token: token.map(str::to_owned),
-        timeout: Duration::from_secs(10),
-        retries,
-        ..ClientConfig::new(base)
-    };
-    Client::new(config).unwrap()
-}
-
-fn app(name: &str) -> AppName {
-    AppName::parse(name).unwrap()
-}
+mod support;
+use support::{ADMIN, DEPLOYER, TestServer, app, client_for};
 
 /// Distinct, deterministic artifact bytes.
 fn blob(tag: u8, len: usize) -> Vec<u8> {
@@ -109,7 +33,12 @@ fn assert_api(error: &Error, status: u16, code: &str) {
         Error::Api { status: s, code: c, message } => {
             assert_eq!((*s, c.as_str()), (status, code), "{message}");
             assert!(!message.is_empty());
-            assert_eq!(error.kind(), ErrorKind::Network);
+            let kind = match status {
+                401 | 403 => ErrorKind::Config,
+                400..=499 => ErrorKind::Usage,
+                _ => ErrorKind::Network,
+            };
+            assert_eq!(error.kind(), kind);
         }
         other => panic!("expected an API error {status} {code}, got {other:?}"),
     }
@@ -168,8 +97,13 @@ async fn apps_keys_logs_and_errors() {
     assert_eq!((registered.app_id.as_str(), registered.public_key_hex.as_str()), (created.id.as_str(), key.as_str()));
     assert!(registered.active);
 
-    assert_eq!(deployer.app_logs(&app("web"), Some(5)).await.unwrap(), ["web: fake runtime log line"]);
-    assert!(deployer.app_logs(&app("web"), Some(0)).await.unwrap().is_empty());
+    assert_eq!(
+        deployer.app_logs(&app("web"), &LogsQuery { tail: Some(5), ..LogsQuery::default() }).await.unwrap(),
+        ["web: fake runtime log line"]
+    );
+    assert!(
+        deployer.app_logs(&app("web"), &LogsQuery { tail: Some(0), ..LogsQuery::default() }).await.unwrap().is_empty()
+    );
     assert_api(&deployer.app_deployments(&app("nope")).await.unwrap_err(), 404, "not_found");
 
     let wrong = server.client(Some("wrong-token")).list_apps().await.unwrap_err();

@@ -9,21 +9,60 @@ use aether_sdk::config::{ConfigFile, Paths};
 use aether_sdk::describe::DEFAULT_PROVENANCE_TIMEOUT;
 use aether_sdk::{BuildOptions, build};
 
-use crate::args::DeployArgs;
-use crate::exit::CliError;
-use crate::render;
+use aether_core::deployment::DeploymentStatus;
+use aether_sdk::connect::Overrides;
+use aether_sdk::deploy::{DeployOptions, deploy};
+use aether_sdk::upload::{MULTIPART_THRESHOLD_ENV, PART_SIZE_ENV};
 
-pub fn run(args: DeployArgs) -> Result<(), CliError> {
-    if !args.pack_only && !args.dry_run {
-        return Err(CliError::usage(
-            "uploading to a control plane is not available in this version; run `aether deploy --pack-only` \
-             to build the artifact, or `--dry-run` to preview it",
-        ));
+use super::connection::{app_name, block_on, client, require_running};
+use crate::args::{DeployArgs, OutputFormat};
+use crate::exit::CliError;
+use crate::render::{self, DeployProgress};
+
+pub fn run(args: DeployArgs, insecure: bool, format: OutputFormat) -> Result<(), CliError> {
+    let options = build_options(&args)?;
+    if args.pack_only || args.dry_run {
+        let mut progress = render::Progress::new();
+        let report = build(&options, &mut |event| progress.handle(&event));
+        progress.finish();
+        let namespace = options.namespace.clone();
+        render::build_report(format, &report?, namespace.as_deref());
+        return Ok(());
     }
+    let app = args.app.as_deref().map(app_name).transpose()?;
+    let client = client(&Overrides { insecure, ..Overrides::default() })?;
+    let namespace = options.namespace.clone();
+    let mut deploy_options = DeployOptions::new(options);
+    deploy_options.app = app;
+    let wait = !args.wait.no_wait;
+    deploy_options.wait = wait;
+    deploy_options.timeout = args.wait.timeout;
+    deploy_options.force = args.force;
+    if let Some(threshold) = number_variable(MULTIPART_THRESHOLD_ENV)? {
+        deploy_options.multipart_threshold_bytes = threshold;
+    }
+    if let Some(part_size) = number_variable(PART_SIZE_ENV)?.filter(|n| *n > 0) {
+        deploy_options.part_size_bytes = part_size;
+    }
+    block_on(async {
+        let mut progress = DeployProgress::new();
+        let report = deploy(&client, deploy_options, |event| progress.handle(&event)).await;
+        progress.finish();
+        let report = report?;
+        if wait && report.status != DeploymentStatus::Running {
+            let deployment = client.get_deployment(&report.deployment_id).await?;
+            require_running(&client, &deployment, report.timed_out).await?;
+        }
+        render::deploy_report(format, &report, namespace.as_deref());
+        Ok(())
+    })
+}
+
+fn build_options(args: &DeployArgs) -> Result<BuildOptions, CliError> {
     let env = |name: &str| std::env::var(name).ok();
     let paths = Paths::from_env(env);
     let config = ConfigFile::load(&paths.config_file)?;
-    let options = BuildOptions {
+    Ok(BuildOptions {
         project_dir: args.path.clone(),
         out_dir: args.out.clone(),
         install: !args.no_install,
@@ -42,13 +81,7 @@ pub fn run(args: DeployArgs) -> Result<(), CliError> {
             .map_or(DEFAULT_PROVENANCE_TIMEOUT, Duration::from_millis),
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         npm_program: "npm".to_owned(),
-    };
-    let mut progress = render::Progress::new();
-    let report = build(&options, &mut |event| progress.handle(&event));
-    progress.finish();
-    let report = report?;
-    render::build_report(args.format, &report, options.namespace.as_deref());
-    Ok(())
+    })
 }
 
 /// A key given inline as 64 hex characters, or the path of a file holding them.

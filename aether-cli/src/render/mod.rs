@@ -1,10 +1,20 @@
 //! What the user sees: text or one JSON object on stdout, progress on a terminal's stderr.
 
+mod apps;
+mod build;
+mod deploy;
+mod time;
+
+pub use time::now_ms;
+
+pub use apps::{AppRow, app_list, app_status};
+pub use build::build_report;
+pub use deploy::{DeployProgress, deploy_report, rollback_report};
+
 use std::io::IsTerminal as _;
-use std::path::Path;
 use std::time::Duration;
 
-use aether_sdk::build::{BuildEvent, BuildReport, Phase};
+use aether_sdk::build::{BuildEvent, Phase};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
@@ -55,86 +65,6 @@ impl Progress {
     }
 }
 
-fn path_json(path: Option<&Path>) -> serde_json::Value {
-    path.map_or(serde_json::Value::Null, |p| json!(p.display().to_string()))
-}
-
-pub fn build_report(format: OutputFormat, report: &BuildReport, namespace: Option<&str>) {
-    match format {
-        OutputFormat::Json => {
-            let value = json!({
-                "dry_run": report.dry_run,
-                "artifact": path_json(report.artifact.as_deref()),
-                "digest": report.digest,
-                "size_bytes": report.size_bytes,
-                "tar_sha256": report.tar_sha256,
-                "file_count": report.file_count,
-                "total_file_bytes": report.total_file_bytes,
-                "manifest": path_json(report.manifest.as_deref()),
-                "sbom": path_json(report.sbom.as_deref()),
-                "signature": path_json(report.signature.as_deref()),
-                "public_key": report.public_key,
-                "provenance": path_json(report.provenance.as_deref()),
-                "note": report.note,
-                "warnings": report.warnings,
-                "project": report.project,
-                "namespace": namespace,
-                "install": report.install,
-                "durations_ms": report.durations_ms,
-            });
-            println!("{value}");
-        }
-        OutputFormat::Text => print!("{}", text_report(report)),
-    }
-}
-
-fn text_report(report: &BuildReport) -> String {
-    let p = &report.project;
-    let mut out = if report.dry_run {
-        format!(
-            "Would pack {}@{} ({} files, {})\n",
-            p.name,
-            p.version,
-            report.file_count,
-            bytes(report.total_file_bytes)
-        )
-    } else {
-        let artifact = report.artifact.as_deref().map(|a| a.display().to_string()).unwrap_or_default();
-        format!("Packed {}@{} -> {artifact}\n", p.name, p.version)
-    };
-    let mut row = |label: &str, value: String| out.push_str(&format!("  {label:<11}{value}\n"));
-    row("digest", format!("sha256:{}", report.digest));
-    row(
-        "size",
-        format!(
-            "{} ({} files, {} unpacked)",
-            bytes(report.size_bytes),
-            report.file_count,
-            bytes(report.total_file_bytes)
-        ),
-    );
-    if let Some(install) = &report.install {
-        row("install", format!("{}{}", install.command, if install.cached { " (cached)" } else { "" }));
-    }
-    for (label, path) in [
-        ("manifest", &report.manifest),
-        ("sbom", &report.sbom),
-        ("provenance", &report.provenance),
-        ("signature", &report.signature),
-    ] {
-        if let Some(path) = path {
-            row(label, path.display().to_string());
-        }
-    }
-    if let Some(key) = &report.public_key {
-        row("public key", key.clone());
-    }
-    for warning in &report.warnings {
-        out.push_str(&format!("warning: {warning}\n"));
-    }
-    out
-}
-
 /// Sizes the way people read them: 1.2 MB, 340 kB, 12 B.
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 4] = ["kB", "MB", "GB", "TB"];
@@ -152,7 +82,13 @@ pub fn bytes(n: u64) -> String {
 
 pub fn error(format: OutputFormat, error: &CliError) {
     match format {
-        OutputFormat::Json => println!("{}", json!({ "error": { "code": error.code, "message": error.message } })),
+        OutputFormat::Json => {
+            let mut body = json!({ "code": error.code, "message": error.message });
+            if let (Some(serde_json::Value::Object(details)), Some(object)) = (&error.details, body.as_object_mut()) {
+                object.extend(details.clone());
+            }
+            println!("{}", json!({ "error": body }));
+        }
         OutputFormat::Text => eprintln!("error: {}", error.message),
     }
 }

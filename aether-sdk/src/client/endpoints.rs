@@ -12,6 +12,7 @@ use aether_core::wire::{AppName, Digest};
 use reqwest::Method;
 
 use super::Client;
+use super::logs::{LogStream, LogsQuery};
 use crate::error::Error;
 
 impl Client {
@@ -52,13 +53,43 @@ impl Client {
         self.fetch(self.request(Method::POST, url).json(&body), false).await
     }
 
-    /// `GET /apps/{app}/logs`: the last `tail` lines (the server's default when `None`).
-    pub async fn app_logs(&self, app: &AppName, tail: Option<usize>) -> Result<Vec<String>, Error> {
-        let mut url = self.url(&["apps", app.as_str(), "logs"])?;
-        if let Some(tail) = tail {
-            url.query_pairs_mut().append_pair("tail", &tail.to_string());
-        }
+    /// `GET /apps/{app}/logs`: recent lines, oldest first, filtered by `query`.
+    pub async fn app_logs(&self, app: &AppName, query: &LogsQuery) -> Result<Vec<String>, Error> {
+        let url = self.logs_url(app, query, false)?;
         self.fetch(self.request(Method::GET, url), true).await
+    }
+
+    /// `GET /apps/{app}/logs?follow=true`: the recent lines, then every new line as the app
+    /// writes it, until the caller drops the stream or the server goes away.
+    pub async fn follow_logs(&self, app: &AppName, query: &LogsQuery) -> Result<LogStream, Error> {
+        let url = self.logs_url(app, query, true)?;
+        // No overall timeout: a followed log stays open as long as the user watches it.
+        let mut request = self.http.request(Method::GET, url.clone()).header("accept", "text/event-stream");
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let (response, url) = self.send(request, true).await?;
+        Ok(LogStream::new(response, url))
+    }
+
+    fn logs_url(&self, app: &AppName, query: &LogsQuery, follow: bool) -> Result<reqwest::Url, Error> {
+        let mut url = self.url(&["apps", app.as_str(), "logs"])?;
+        {
+            let mut pairs = url.query_pairs_mut();
+            if let Some(tail) = query.tail {
+                pairs.append_pair("tail", &tail.to_string());
+            }
+            if let Some(since_ms) = query.since_ms {
+                pairs.append_pair("since_ms", &since_ms.to_string());
+            }
+            if let Some(deployment) = &query.deployment {
+                pairs.append_pair("deployment", deployment);
+            }
+            if follow {
+                pairs.append_pair("follow", "true");
+            }
+        }
+        Ok(url)
     }
 
     /// `HEAD /artifacts/{digest}`: whether the artifact is stored.

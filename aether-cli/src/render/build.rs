@@ -1,0 +1,94 @@
+//! The report of a local build (`--pack-only`, `--dry-run`).
+
+use std::path::Path;
+
+use aether_sdk::build::BuildReport;
+use serde_json::json;
+
+use super::bytes;
+use crate::args::OutputFormat;
+
+pub(super) fn path_json(path: Option<&Path>) -> serde_json::Value {
+    path.map_or(serde_json::Value::Null, |p| json!(p.display().to_string()))
+}
+
+pub fn build_report(format: OutputFormat, report: &BuildReport, namespace: Option<&str>) {
+    match format {
+        OutputFormat::Json => {
+            let value = build_json(report, namespace);
+            println!("{value}");
+        }
+        OutputFormat::Text => print!("{}", text_report(report)),
+    }
+}
+
+pub(super) fn text_report(report: &BuildReport) -> String {
+    let p = &report.project;
+    let mut out = if report.dry_run {
+        format!(
+            "Would pack {}@{} ({} files, {})\n",
+            p.name,
+            p.version,
+            report.file_count,
+            bytes(report.total_file_bytes)
+        )
+    } else {
+        let artifact = report.artifact.as_deref().map(|a| a.display().to_string()).unwrap_or_default();
+        format!("Packed {}@{} -> {artifact}\n", p.name, p.version)
+    };
+    let mut row = |label: &str, value: String| out.push_str(&format!("  {label:<11}{value}\n"));
+    row("digest", format!("sha256:{}", report.digest));
+    row(
+        "size",
+        format!(
+            "{} ({} files, {} unpacked)",
+            bytes(report.size_bytes),
+            report.file_count,
+            bytes(report.total_file_bytes)
+        ),
+    );
+    if let Some(install) = &report.install {
+        row("install", format!("{}{}", install.command, if install.cached { " (cached)" } else { "" }));
+    }
+    for (label, path) in [
+        ("manifest", &report.manifest),
+        ("sbom", &report.sbom),
+        ("provenance", &report.provenance),
+        ("signature", &report.signature),
+    ] {
+        if let Some(path) = path {
+            row(label, path.display().to_string());
+        }
+    }
+    if let Some(key) = &report.public_key {
+        row("public key", key.clone());
+    }
+    for warning in &report.warnings {
+        out.push_str(&format!("warning: {warning}\n"));
+    }
+    out
+}
+
+/// The build's fields of the JSON report, which the deploy report extends.
+pub(super) fn build_json(report: &BuildReport, namespace: Option<&str>) -> serde_json::Value {
+    json!({
+        "dry_run": report.dry_run,
+        "artifact": path_json(report.artifact.as_deref()),
+        "digest": report.digest,
+        "size_bytes": report.size_bytes,
+        "tar_sha256": report.tar_sha256,
+        "file_count": report.file_count,
+        "total_file_bytes": report.total_file_bytes,
+        "manifest": path_json(report.manifest.as_deref()),
+        "sbom": path_json(report.sbom.as_deref()),
+        "signature": path_json(report.signature.as_deref()),
+        "public_key": report.public_key,
+        "provenance": path_json(report.provenance.as_deref()),
+        "note": report.note,
+        "warnings": report.warnings,
+        "project": report.project,
+        "namespace": namespace,
+        "install": report.install,
+        "durations_ms": report.durations_ms,
+    })
+}

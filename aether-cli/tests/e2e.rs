@@ -1,0 +1,282 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! End to end, as a user does it: the real `aether-server` binary (embedded SQLite, and once
+//! on a real PostgreSQL), the real `aether` binary, real npm on `examples/sample-node`, and the
+//! deployed app answering HTTP on localhost through the local-process runtime.
+
+use std::io::{Read as _, Write as _};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use aether_server::testing::postgres::TestPostgres;
+use serde_json::Value;
+
+const TOKEN: &str = "e2e-admin-token";
+
+fn aether_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_aether"))
+}
+
+/// `aether-server` is built next to `aether` by a workspace build (`cargo nextest run --workspace`).
+fn server_bin() -> PathBuf {
+    let path = aether_bin().with_file_name("aether-server");
+    assert!(path.exists(), "{} is missing: build the workspace (cargo build -p aether-server)", path.display());
+    path
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running `aether-server`; SIGTERM on drop so its releases are stopped too.
+struct Server {
+    child: Child,
+    url: String,
+    log: PathBuf,
+}
+
+impl Server {
+    fn start(dir: &Path, database_url: Option<String>) -> Self {
+        let port = free_port();
+        let log = dir.join("server.log");
+        let mut command = Command::new(server_bin());
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", dir)
+            .env("AETHER_DATA_DIR", dir.join("data"))
+            .env("AETHER_LISTEN", format!("127.0.0.1:{port}"))
+            .env("AETHER_API_TOKENS", format!("{TOKEN}:admin"))
+            .env("AETHER_HEALTH_TIMEOUT_MS", "20000")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(dir.join("server.out")).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap());
+        if let Some(url) = database_url {
+            command.env("DATABASE_URL", url);
+        }
+        let child = command.spawn().unwrap();
+        let server = Self { child, url: format!("http://127.0.0.1:{port}"), log };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while http_get(&format!("{}/healthz", server.url)).is_none() {
+            assert!(Instant::now() < deadline, "server did not start:\n{}", server.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        server
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn stop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("server did not stop on SIGTERM:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            self.stop();
+        }
+    }
+}
+
+/// A copy of the sample app and private HOME/XDG directories for the CLI.
+struct User {
+    home: PathBuf,
+    project: PathBuf,
+}
+
+impl User {
+    fn new(dir: &Path) -> Self {
+        let project = dir.join("sample-node");
+        std::fs::create_dir_all(&project).unwrap();
+        let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/sample-node");
+        for name in ["package.json", "package-lock.json", "server.js"] {
+            std::fs::copy(sample.join(name), project.join(name)).unwrap();
+        }
+        let home = dir.join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        Self { home, project }
+    }
+
+    fn aether(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        Command::new(aether_bin())
+            .args(args)
+            .current_dir(&self.project)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", &self.home)
+            .env("XDG_CONFIG_HOME", self.home.join("config"))
+            .env("XDG_CACHE_HOME", self.home.join("cache"))
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// Runs a command with `--format json` and returns its exit code and JSON.
+    fn json(&self, args: &[&str]) -> (i32, Value) {
+        self.json_with(args, &[])
+    }
+
+    fn json_with(&self, args: &[&str], env: &[(&str, &str)]) -> (i32, Value) {
+        let mut all = args.to_vec();
+        all.extend(["--format", "json"]);
+        let output = self.aether(&all, env);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+            panic!("{args:?}: {e}\nstdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&output.stderr))
+        });
+        (output.status.code().unwrap_or(-1), value)
+    }
+
+    fn edit(&self, file: &str, from: &str, to: &str) {
+        let path = self.project.join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "{file} has no {from:?}");
+        std::fs::write(&path, text.replace(from, to)).unwrap();
+    }
+}
+
+/// A plain HTTP/1.1 GET: (status, body), or `None` when nothing answers.
+fn http_get(url: &str) -> Option<(u16, String)> {
+    let rest = url.strip_prefix("http://")?;
+    let (host, path) = rest.split_once('/').map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
+    let mut stream = TcpStream::connect(host).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    Some((status, body))
+}
+
+fn app_version(url: &str) -> String {
+    let (status, body) = http_get(url).unwrap_or_else(|| panic!("nothing answers at {url}"));
+    assert_eq!(status, 200, "{body}");
+    // The body may be chunked; the JSON object is on its own line.
+    let json = body.lines().find(|l| l.starts_with('{')).unwrap_or_else(|| panic!("no JSON in {body:?}"));
+    serde_json::from_str::<Value>(json).unwrap()["version"].as_str().unwrap().to_owned()
+}
+
+fn run_scenario(database_url: Option<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), database_url);
+    let user = User::new(dir.path());
+
+    // A wrong token is refused, clearly, with the configuration exit code; nothing is saved.
+    let (code, wrong) = user.json(&["login", "--token", "not-the-token", "--api", &server.url]);
+    assert_eq!(code, 10, "{wrong}");
+    assert_eq!(wrong["error"]["code"], "unauthorized", "{wrong}");
+    assert!(wrong["error"]["message"].as_str().unwrap().contains("aether login"), "{wrong}");
+    let session = user.home.join("cache/aether/session.json");
+    assert!(!session.exists());
+
+    let (code, login) = user.json(&["login", "--token", TOKEN, "--api", &server.url]);
+    assert_eq!(code, 0, "{login}");
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(std::fs::metadata(&session).unwrap().permissions().mode() & 0o777, 0o600);
+
+    // First deploy: everything uploaded, the app runs and answers.
+    let (code, first) = user.json(&["deploy"]);
+    assert_eq!(code, 0, "{first}\n{}", server.log());
+    assert_eq!(first["status"], "running", "{first}");
+    assert_eq!(first["app"], "sample-node");
+    assert!(first["uploaded_bytes"].as_u64().unwrap() > 0, "{first}");
+    assert_eq!(first["uploaded_bytes"], first["size_bytes"]);
+    let first_url = first["url"].as_str().unwrap().to_owned();
+    assert!(first_url.starts_with("http://127.0.0.1:"), "{first_url}");
+    assert_eq!(app_version(&first_url), "1.0.0");
+    for phase in ["install", "pack", "describe", "upload", "rollout", "total"] {
+        assert!(first["phase_durations_ms"][phase].is_u64(), "{phase}: {first}");
+    }
+
+    // Unchanged: nothing uploaded, nothing rolled out again.
+    let (code, again) = user.json(&["deploy"]);
+    assert_eq!(code, 0, "{again}");
+    assert_eq!((again["uploaded_bytes"].as_u64(), again["unchanged"].as_bool()), (Some(0), Some(true)), "{again}");
+    assert_eq!(again["deployment_id"], first["deployment_id"]);
+
+    // A change: a new artifact, uploaded and rolled out; the new version answers.
+    user.edit("server.js", "'1.0.0'", "'2.0.0'");
+    let (code, second) = user.json(&["deploy"]);
+    assert_eq!(code, 0, "{second}\n{}", server.log());
+    assert_ne!(second["digest"], first["digest"]);
+    assert!(second["uploaded_bytes"].as_u64().unwrap() > 0);
+    let second_url = second["url"].as_str().unwrap().to_owned();
+    assert_eq!(app_version(&second_url), "2.0.0");
+
+    // The app's own output is in its logs.
+    let (code, logs) = user.json(&["logs", "--app", "sample-node", "--tail", "50"]);
+    assert_eq!(code, 0, "{logs}");
+    let lines: Vec<&str> = logs["lines"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert!(lines.iter().any(|l| l.contains("sample-node listening on port")), "{lines:?}");
+
+    // Rollback brings 1.0.0 back.
+    let (code, rollback) = user.json(&["rollback", "--app", "sample-node"]);
+    assert_eq!(code, 0, "{rollback}\n{}", server.log());
+    assert_eq!(rollback["status"], "running");
+    assert_eq!(rollback["digest"], first["digest"]);
+    let rolled_back_url = rollback["url"].as_str().unwrap().to_owned();
+    assert_eq!(app_version(&rolled_back_url), "1.0.0");
+
+    // A release that exits at start fails; the error carries its output; 1.0.0 keeps serving.
+    user.edit(
+        "server.js",
+        "'use strict';",
+        "'use strict';\nconsole.error('boom: refusing to start');\nprocess.exit(3);",
+    );
+    let (code, broken) = user.json(&["deploy"]);
+    assert_eq!(code, 20, "{broken}");
+    assert_eq!(broken["error"]["code"], "deployment_failed", "{broken}");
+    assert_eq!(broken["error"]["status"], "failed");
+    assert!(broken["error"]["message"].as_str().unwrap().contains("boom"), "{broken}");
+    assert_eq!(app_version(&rolled_back_url), "1.0.0");
+
+    let (code, list) = user.json(&["list"]);
+    assert_eq!(code, 0, "{list}");
+    let app = &list["apps"][0];
+    assert_eq!((app["name"].as_str(), app["deployment"]["status"].as_str()), (Some("sample-node"), Some("running")));
+    let (code, status) = user.json(&["status", "--app", "sample-node"]);
+    assert_eq!(code, 0, "{status}");
+    assert_eq!(status["running"]["digest"], first["digest"]);
+    assert_eq!(status["latest"]["status"], "failed");
+
+    // Logging out forgets the token: the server then refuses the CLI.
+    let (code, logout) = user.json(&["logout"]);
+    assert_eq!((code, logout["logged_out"].as_bool()), (0, Some(true)), "{logout}");
+    assert!(!session.exists());
+    let (code, anonymous) = user.json_with(&["list"], &[("AETHER_API_BASE", &server.url)]);
+    assert_eq!((code, anonymous["error"]["code"].as_str()), (10, Some("unauthorized")), "{anonymous}");
+    user.json(&["login", "--token", TOKEN, "--api", &server.url]);
+
+    // Stopping the server stops the app it runs.
+    server.stop();
+    assert!(http_get(&rolled_back_url).is_none(), "the release outlived the server");
+    let (code, down) = user.json(&["list"]);
+    assert_eq!(code, 40, "{down}");
+    assert!(down["error"]["message"].as_str().unwrap().contains(&server.url), "{down}");
+}
+
+#[test]
+fn deploy_redeploy_logs_rollback_and_failure_on_sqlite() {
+    run_scenario(None);
+}
+
+#[test]
+fn deploy_redeploy_logs_rollback_and_failure_on_postgres() {
+    let pg = TestPostgres::start().expect("PostgreSQL for this test");
+    let url = pg.create_database("aether_e2e").unwrap();
+    run_scenario(Some(url));
+}
