@@ -280,3 +280,46 @@ fn deploy_redeploy_logs_rollback_and_failure_on_postgres() {
     let url = pg.create_database("aether_e2e").unwrap();
     run_scenario(Some(url));
 }
+
+/// `scripts/smoke_e2e.sh` with the binaries this build made: a report of every phase, p50/p95
+/// over the runs, the Markdown summary, and the dry run that stops before the upload.
+#[test]
+fn smoke_script_reports_each_phase() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let markdown = dir.path().join("smoke.md");
+    let smoke = |dry_run: &str| {
+        let output = Command::new(root.join("scripts/smoke_e2e.sh"))
+            .arg(root.join("examples/sample-node"))
+            .env("AETHER_BIN", aether_bin())
+            .env("AETHER_SERVER_BIN", server_bin())
+            .env("SMOKE_RUNS", "2")
+            .env("SMOKE_DRY_RUN", dry_run)
+            .env("SMOKE_MARKDOWN_OUT", &markdown)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+        serde_json::from_str::<Value>(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+    };
+
+    let report = smoke("0");
+    assert_eq!((report["runs"].as_u64(), report["dry_run"].as_bool()), (Some(2), Some(false)));
+    for phase in ["install", "pack", "describe", "upload", "rollout", "total"] {
+        let summary = &report["phases_ms"][phase];
+        assert!(summary["p50"].as_u64().unwrap() <= summary["p95"].as_u64().unwrap(), "{phase}: {report}");
+    }
+    let results = report["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    for result in results {
+        assert_eq!(result["status"], "running", "{result}");
+        assert_eq!(result["uploaded_bytes"], result["size_bytes"], "each run uploads to a fresh server");
+    }
+    let summary = std::fs::read_to_string(&markdown).unwrap();
+    assert!(summary.contains("| rollout |") && summary.contains("sha256:"), "{summary}");
+
+    let dry = smoke("1");
+    assert_eq!(dry["dry_run"], true);
+    assert!(dry["phases_ms"]["upload"].is_null() && dry["phases_ms"]["rollout"].is_null(), "{dry}");
+    assert!(dry["phases_ms"]["pack"]["p50"].is_u64(), "{dry}");
+}
