@@ -110,18 +110,20 @@ impl User {
     }
 
     fn aether(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        Command::new(aether_bin())
+        self.command(args).envs(env.iter().copied()).stdin(Stdio::null()).output().unwrap()
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(aether_bin());
+        command
             .args(args)
             .current_dir(&self.project)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HOME", &self.home)
             .env("XDG_CONFIG_HOME", self.home.join("config"))
-            .env("XDG_CACHE_HOME", self.home.join("cache"))
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+            .env("XDG_CACHE_HOME", self.home.join("cache"));
+        command
     }
 
     /// Runs a command with `--format json` and returns its exit code and JSON.
@@ -223,6 +225,22 @@ fn run_scenario(database_url: Option<String>) {
     let lines: Vec<&str> = logs["lines"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
     assert!(lines.iter().any(|l| l.contains("sample-node listening on port")), "{lines:?}");
 
+    // A follower sees the lines of the release that rollback starts, as they are printed.
+    let mut follower = user
+        .command(&["logs", "--app", "sample-node", "--follow", "--tail", "0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
+    let stdout = follower.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+
     // Rollback brings 1.0.0 back.
     let (code, rollback) = user.json(&["rollback", "--app", "sample-node"]);
     assert_eq!(code, 0, "{rollback}\n{}", server.log());
@@ -230,6 +248,11 @@ fn run_scenario(database_url: Option<String>) {
     assert_eq!(rollback["digest"], first["digest"]);
     let rolled_back_url = rollback["url"].as_str().unwrap().to_owned();
     assert_eq!(app_version(&rolled_back_url), "1.0.0");
+    let port = rolled_back_url.rsplit(':').next().unwrap().to_owned();
+    let followed = lines_rx.recv_timeout(Duration::from_secs(10)).expect("a followed line");
+    assert!(followed.contains(&format!("listening on port {port}")), "{followed}");
+    let _ = follower.kill();
+    let _ = follower.wait();
 
     // A release that exits at start fails; the error carries its output; 1.0.0 keeps serving.
     user.edit(

@@ -155,9 +155,10 @@ pub async fn deploy(
         }
     };
     events(DeployEvent::DeploymentCreated { id: deployment.id.clone() });
-    events(DeployEvent::Status(deployment.status));
     let mut timed_out = false;
-    if options.wait && !unchanged {
+    if !options.wait || unchanged {
+        events(DeployEvent::Status(deployment.status));
+    } else {
         let outcome = wait_for_rollout(client, &deployment.id, options.timeout, &mut events).await?;
         timed_out = outcome.timed_out;
         deployment = outcome.deployment;
