@@ -153,6 +153,11 @@ pub trait ArtifactStore: Send + Sync + 'static {
     ) -> impl Future<Output = BlobResult<BlobInfo>> + Send;
     /// Size and SHA-256 of a stored blob, read back from the store; `None` when absent.
     fn stat(&self, key: &str) -> impl Future<Output = BlobResult<Option<BlobInfo>>> + Send;
+    /// Size and SHA-256 the store measured itself when it wrote the blob (what completing an
+    /// upload checks). Stores that keep no such record read the blob back, as `stat` does.
+    fn recorded(&self, key: &str) -> impl Future<Output = BlobResult<Option<BlobInfo>>> + Send {
+        self.stat(key)
+    }
     fn open(&self, key: &str) -> impl Future<Output = BlobResult<Box<dyn AsyncRead + Send + Unpin>>> + Send;
     /// Deleting an absent blob is not an error.
     fn delete(&self, key: &str) -> impl Future<Output = BlobResult<()>> + Send;

@@ -2,8 +2,9 @@
 //! (`{public_base_url}/uploads/{token}`), whose upload handler calls
 //! [`LocalArtifactStore::accept_presigned`].
 //!
-//! Layout under the root: `objects/<key>` holds published blobs, `tmp/` holds writes in
-//! progress, and `multipart/<upload_id>/` holds a `key` file plus one file per uploaded part.
+//! Layout under the root: `objects/<key>` holds published blobs, `records/<key>` the size and
+//! SHA-256 measured while writing each, `tmp/` holds writes in progress, and
+//! `multipart/<upload_id>/` holds a `key` file plus one file per uploaded part.
 //! Every publication is a rename from `tmp/`, so readers never see partial bytes.
 
 use std::fmt;
@@ -15,6 +16,7 @@ use tokio::io::AsyncRead;
 
 use super::fsio::{self, CopyError, TempFile};
 use super::presign::{self, PresignClaim, PresignError};
+use super::record;
 use crate::ports::{ArtifactStore, BlobError, BlobInfo, BlobResult, PresignedRequest};
 
 /// Longest accepted object key, in bytes.
@@ -131,7 +133,7 @@ impl LocalArtifactStore {
         max_bytes: u64,
     ) -> BlobResult<(TempFile, BlobInfo)> {
         let (temp, mut file) = TempFile::create(&self.tmp_dir()).await.map_err(backend)?;
-        let info = fsio::copy_hashing(body, &mut file, max_bytes).await.map_err(|err| match err {
+        let info = fsio::copy_hashing(body, &mut file, max_bytes, None).await.map_err(|err| match err {
             CopyError::TooLarge => BlobError::TooLarge { limit_bytes: max_bytes },
             // The body belongs to the client (a dropped connection, a body limit): not a
             // storage failure, so it must not look like one.
@@ -142,13 +144,23 @@ impl LocalArtifactStore {
         Ok((temp, info))
     }
 
-    /// Publishes a synced temp file as `key`, replacing any previous blob atomically.
-    pub(super) async fn publish(&self, temp: TempFile, key: &str) -> BlobResult<()> {
+    /// Publishes a synced temp file as `key`, replacing any previous blob atomically, and
+    /// records `info` (measured while writing it) for [`ArtifactStore::recorded`].
+    pub(super) async fn publish(&self, temp: TempFile, key: &str, info: &BlobInfo) -> BlobResult<()> {
         let dest = self.object_path(key)?;
         if let Some(parent) = dest.parent() {
             tokio::fs::create_dir_all(parent).await.map_err(backend)?;
         }
-        temp.persist(&dest).await.map_err(backend)
+        temp.persist(&dest).await.map_err(backend)?;
+        if let Err(error) = record::write(&dest, &self.record_path(key), info).await {
+            tracing::warn!(key, %error, "could not record the blob's digest; it will be re-read when needed");
+        }
+        Ok(())
+    }
+
+    /// Where the measurements of `key`'s blob are kept (`records/<key>`).
+    fn record_path(&self, key: &str) -> PathBuf {
+        self.root.join("records").join(key)
     }
 
     async fn put_object(
@@ -167,7 +179,7 @@ impl LocalArtifactStore {
             // Dropping `temp` removes the bytes: a mismatching upload is never published.
             return Err(BlobError::DigestMismatch { expected: expected.to_owned(), actual: info.sha256 });
         }
-        self.publish(temp, key).await?;
+        self.publish(temp, key, &info).await?;
         Ok(info)
     }
 }
@@ -187,6 +199,14 @@ impl ArtifactStore for LocalArtifactStore {
         fsio::hash_file(&self.object_path(key)?).await.map_err(backend)
     }
 
+    async fn recorded(&self, key: &str) -> BlobResult<Option<BlobInfo>> {
+        let object = self.object_path(key)?;
+        match record::read(&object, &self.record_path(key)).await {
+            Some(info) => Ok(Some(info)),
+            None => fsio::hash_file(&object).await.map_err(backend),
+        }
+    }
+
     async fn open(&self, key: &str) -> BlobResult<Box<dyn AsyncRead + Send + Unpin>> {
         match fsio::open_regular(&self.object_path(key)?).await.map_err(backend)? {
             Some(file) => Ok(Box::new(file)),
@@ -202,7 +222,8 @@ impl ArtifactStore for LocalArtifactStore {
             Ok(_) => return Ok(()),
             Err(err) => return fsio::ignore_not_found(Err(err)).map_err(backend),
         }
-        fsio::ignore_not_found(tokio::fs::remove_file(&path).await).map_err(backend)
+        fsio::ignore_not_found(tokio::fs::remove_file(&path).await).map_err(backend)?;
+        record::remove(&self.record_path(key)).await.map_err(backend)
     }
 
     async fn presign_put(&self, key: &str, expires_in: Duration) -> BlobResult<PresignedRequest> {

@@ -4,6 +4,7 @@
 use std::io;
 use std::path::PathBuf;
 
+use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncRead;
 
 use super::fsio::{self, CopyError, TempFile};
@@ -89,20 +90,28 @@ impl LocalArtifactStore {
             }
         }
         let (temp, mut file) = TempFile::create(&self.tmp_dir()).await.map_err(backend)?;
+        // The object's digest is computed during the copy, so completing never re-reads it.
+        let mut whole = Sha256::new();
+        let mut size_bytes = 0u64;
         for (part_number, etag) in parts {
             let Some(mut part) = fsio::open_regular(&dir.join(part_file(*part_number))).await.map_err(backend)? else {
                 return Err(missing_part(*part_number));
             };
-            let info = fsio::copy_hashing(&mut part, &mut file, u64::MAX).await.map_err(|err| match err {
-                CopyError::Read(err) | CopyError::Write(err) => backend(err),
-                CopyError::TooLarge => BlobError::TooLarge { limit_bytes: u64::MAX },
-            })?;
+            let info =
+                fsio::copy_hashing(&mut part, &mut file, u64::MAX, Some(&mut whole)).await.map_err(
+                    |err| match err {
+                        CopyError::Read(err) | CopyError::Write(err) => backend(err),
+                        CopyError::TooLarge => BlobError::TooLarge { limit_bytes: u64::MAX },
+                    },
+                )?;
             if etag.trim_matches('"') != info.sha256 {
                 return Err(BlobError::Invalid(format!("part {part_number} does not match its ETag")));
             }
+            size_bytes += info.size_bytes;
         }
         fsio::finish(file).await.map_err(backend)?;
-        self.publish(temp, key).await?;
+        let info = BlobInfo { size_bytes, sha256: hex::encode(whole.finalize()) };
+        self.publish(temp, key, &info).await?;
         // The object is published; a leftover upload directory is only clutter for the GC.
         if let Err(err) = fsio::ignore_not_found(tokio::fs::remove_dir_all(&dir).await) {
             tracing::warn!(upload_id, error = %err, "could not remove a completed multipart upload");

@@ -119,8 +119,11 @@ async fn finish<P: Ports>(state: &AppState<P>, app: &App, completion: Completion
         return Ok(complete_response(&artifact, true, verified, idempotency_key));
     }
     let key = storage_key(digest);
-    let info =
-        state.blobs.stat(&key).await?.ok_or_else(|| ApiError::bad_request(format!("nothing was uploaded to {key}")))?;
+    let info = state
+        .blobs
+        .recorded(&key)
+        .await?
+        .ok_or_else(|| ApiError::bad_request(format!("nothing was uploaded to {key}")))?;
     if info.sha256 != digest || info.size_bytes != size_bytes {
         // The object holds other bytes than declared: remove it so it can never be served,
         // and forget the attempt so the client can start over.
