@@ -12,6 +12,8 @@ use aether_core::selection::{EntryKind, SelectionOptions};
 use anyhow::{Context as _, Result, bail};
 use serde::{Deserialize, Serialize};
 
+use crate::stats::timed;
+
 /// The reference pipeline: GNU tar with the same normalisations Aether applies, then `gzip -6`.
 /// `-n` keeps gzip from embedding the name and mtime, as Aether does not either.
 const TAR_GZIP: &str = "set -o pipefail; \
@@ -122,37 +124,6 @@ pub fn tar_gzip(tree: &Path, out: &Path) -> Result<u64> {
     Ok(std::fs::metadata(out)?.len())
 }
 
-/// Runs `f` and returns its result with the wall-clock seconds it took.
-pub fn timed<T>(f: impl FnOnce() -> Result<T>) -> Result<(T, f64)> {
-    let start = Instant::now();
-    let value = f()?;
-    Ok((value, start.elapsed().as_secs_f64()))
-}
-
-/// This process's peak resident set, from the kernel's own accounting.
-pub fn vm_hwm_kib() -> Result<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").context("cannot read /proc/self/status")?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).context("no VmHWM in /proc/self/status")?;
-    let kib = line.split_whitespace().nth(1).context("malformed VmHWM line")?;
-    Ok(kib.parse()?)
-}
-
-/// Busy CPU ticks of the whole machine and of this process with its waited-for children, both
-/// in the kernel's USER_HZ ticks; their difference over a run is what other processes used.
-pub fn cpu_ticks() -> Result<(u64, u64)> {
-    let stat = std::fs::read_to_string("/proc/stat")?;
-    let cpu: Vec<u64> =
-        stat.lines().next().unwrap_or("").split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
-    // user nice system idle iowait irq softirq steal: everything but idle and iowait is busy.
-    let busy = cpu.iter().take(8).enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, v)| v).sum();
-    let own = std::fs::read_to_string("/proc/self/stat")?;
-    // Fields after the command name, which may itself contain spaces: utime, stime, cutime and
-    // cstime are the 12th to 15th.
-    let after_comm = own.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let own = after_comm.split_whitespace().skip(11).take(4).filter_map(|f| f.parse::<u64>().ok()).sum();
-    Ok((busy, own))
-}
-
 /// Packs in a fresh child process (`pack-once`), so the peak RSS it reports belongs to one pack
 /// alone and not to this process's earlier runs.
 pub fn pack_in_child(self_exe: &Path, tree: &Path, threads: usize, out: &Path) -> Result<Packed> {
@@ -192,38 +163,4 @@ pub fn help_timings_ms(bin: &Path, runs: usize) -> Result<Vec<f64>> {
         run_once()?;
     }
     (0..runs).map(|_| run_once()).collect()
-}
-
-/// Samples and their nearest-rank percentiles.
-#[derive(Debug, Clone, Serialize)]
-pub struct Percentiles {
-    pub samples: Vec<f64>,
-    pub p50: f64,
-    pub p95: f64,
-}
-
-/// Nearest-rank percentiles: with few samples p95 is the worst run, never an interpolation that
-/// hides it.
-pub fn percentiles(samples: &[f64]) -> Percentiles {
-    let mut sorted = samples.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let rank = |p: f64| {
-        let n = sorted.len();
-        let index = ((p * n as f64).ceil() as usize).clamp(1, n.max(1)) - 1;
-        sorted.get(index).copied().unwrap_or(f64::NAN)
-    };
-    Percentiles { samples: samples.to_vec(), p50: rank(0.50), p95: rank(0.95) }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nearest_rank_percentiles() {
-        let p = percentiles(&[5.0, 1.0, 3.0, 2.0, 4.0]);
-        assert_eq!((p.p50, p.p95), (3.0, 5.0));
-        let p = percentiles(&(1..=30).map(f64::from).collect::<Vec<_>>());
-        assert_eq!((p.p50, p.p95), (15.0, 29.0));
-    }
 }

@@ -1,17 +1,19 @@
 //! `pack-bench`: times Aether's packing against `tar | gzip` on the same tree and reports the
 //! numbers the README promises (speed, size, determinism, memory, CLI start-up).
 
+mod host;
 mod measure;
+mod stats;
 mod synth;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
-use measure::{Packed, Percentiles, TreeShape};
+use measure::{Packed, TreeShape};
 use serde::Serialize;
+use stats::Percentiles;
 
 const SCHEMA: &str = "aether-pack-bench-v1";
 const TARGET_TIME_RATIO: f64 = 0.3;
@@ -21,8 +23,6 @@ const TARGET_HELP_MS: f64 = 5.0;
 /// Thread counts whose outputs must be byte-identical.
 const DETERMINISM_THREADS: [usize; 3] = [1, 2, 4];
 const MB: f64 = 1e6;
-/// The unit of /proc CPU times; 100 on every mainstream Linux build.
-const USER_HZ: f64 = 100.0;
 
 #[derive(Debug, Parser)]
 #[command(name = "pack-bench", about = "Benchmarks Aether's packing against tar | gzip")]
@@ -75,7 +75,7 @@ struct RunArgs {
 }
 
 fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    host::cores()
 }
 
 #[derive(Debug, Serialize)]
@@ -179,7 +179,7 @@ fn main() -> Result<()> {
         Cmd::Run(args) => run(&args),
         Cmd::PackOnce { tree, out, threads } => {
             let mut packed = measure::aether_pack(&tree, threads, out.as_deref())?;
-            packed.vm_hwm_kib = Some(measure::vm_hwm_kib()?);
+            packed.vm_hwm_kib = Some(host::vm_hwm_kib()?);
             println!("{}", serde_json::to_string(&packed)?);
             Ok(())
         }
@@ -203,15 +203,13 @@ fn run(args: &RunArgs) -> Result<()> {
     // An archive inside the tree would be packed by the next run and change every number.
     anyhow::ensure!(!scratch.starts_with(&tree), "--scratch must be outside the tree");
 
-    let (load_before, ticks_before) = (load_average(), measure::cpu_ticks()?);
+    let (load_before, ticks_before) = (host::load_average(), host::cpu_ticks()?);
     let measured = measure_all(&tree, &scratch, args);
-    let ticks_after = measure::cpu_ticks()?;
+    let ticks_after = host::cpu_ticks()?;
     clean_scratch(&scratch);
     let mut report = build_report(args, tree, measured?)?;
     report.machine.load_before = load_before;
-    let other_ticks =
-        ticks_after.0.saturating_sub(ticks_before.0).saturating_sub(ticks_after.1.saturating_sub(ticks_before.1));
-    report.machine.other_cpu_s = other_ticks as f64 / USER_HZ;
+    report.machine.other_cpu_s = host::other_cpu_s(ticks_before, ticks_after);
     if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)?;
     }
@@ -262,12 +260,12 @@ fn timed_runs(tree: &Path, scratch: &Path, args: &RunArgs, m: &mut Measured) -> 
     for run in 0..args.runs {
         for tool in if run % 2 == 0 { ["aether", "tar"] } else { ["tar", "aether"] } {
             if tool == "aether" {
-                let (packed, s) = measure::timed(|| measure::aether_pack(tree, args.threads, Some(&aether_out)))?;
+                let (packed, s) = stats::timed(|| measure::aether_pack(tree, args.threads, Some(&aether_out)))?;
                 eprintln!("  run {}: aether {s:.3} s", run + 1);
                 m.aether_s.push(s);
                 m.packs.push(packed);
             } else {
-                let (size, s) = measure::timed(|| measure::tar_gzip(tree, &tar_out))?;
+                let (size, s) = stats::timed(|| measure::tar_gzip(tree, &tar_out))?;
                 eprintln!("  run {}: tar|gzip {s:.3} s", run + 1);
                 m.tar_s.push(s);
                 m.tar_size = size;
@@ -293,7 +291,7 @@ fn help(args: &RunArgs) -> Help {
     }
     match measure::help_timings_ms(bin, args.help_runs) {
         Ok(samples) => {
-            let p = measure::percentiles(&samples);
+            let p = stats::percentiles(&samples);
             Help {
                 measured: true,
                 note: None,
@@ -323,7 +321,7 @@ fn build_report(args: &RunArgs, tree: PathBuf, (m, help): (Measured, Help)) -> R
     if first.file_bytes != shape.file_bytes {
         bail!("the tree changed during the benchmark ({} -> {} bytes)", shape.file_bytes, first.file_bytes);
     }
-    let (a, t) = (measure::percentiles(&aether_s), measure::percentiles(&tar_s));
+    let (a, t) = (stats::percentiles(&aether_s), stats::percentiles(&tar_s));
     let file_mb = shape.file_bytes as f64 / MB;
     let across_threads = digests.values().all(|d| *d == first.digest);
     let across_runs = packs.iter().chain(&children).all(|p| p.digest == first.digest);
@@ -331,14 +329,14 @@ fn build_report(args: &RunArgs, tree: PathBuf, (m, help): (Measured, Help)) -> R
         .iter()
         .map(|c| c.vm_hwm_kib.map(|kib| kib as f64 / 1024.0).context("pack-once reported no peak RSS"))
         .collect::<Result<Vec<_>>>()?;
-    let rss = measure::percentiles(&rss_mib);
+    let rss = stats::percentiles(&rss_mib);
     let max_mib = rss_mib.iter().copied().fold(0.0, f64::max);
     let select_s = packs.iter().map(|p| p.select_s).collect();
     let time_ratio = a.p50 / t.p50;
     let size_ratio = first.size_bytes as f64 / tar_size as f64;
     Ok(Report {
         schema: SCHEMA,
-        date_utc: date_utc(),
+        date_utc: host::date_utc(),
         machine: machine(),
         tree: Tree { source: tree_source(&tree), path: tree, shape, file_mb },
         runs: args.runs,
@@ -375,53 +373,17 @@ fn tree_source(tree: &Path) -> String {
 }
 
 fn machine() -> Machine {
-    let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
-    let field = |text: &str, key: &str| {
-        text.lines().find(|l| l.starts_with(key)).and_then(|l| l.split(':').nth(1)).unwrap_or("").trim().to_owned()
-    };
-    let mem_kib: u64 = field(&read("/proc/meminfo"), "MemTotal").trim_end_matches(" kB").parse().unwrap_or(0);
     Machine {
         cores: default_threads(),
-        cpu: field(&read("/proc/cpuinfo"), "model name"),
-        mem_total_mib: mem_kib / 1024,
-        kernel: read("/proc/sys/kernel/osrelease").trim().to_owned(),
-        tar: first_line_of("tar"),
-        gzip: first_line_of("gzip"),
+        cpu: host::cpu_model(),
+        mem_total_mib: host::mem_total_mib(),
+        kernel: host::kernel(),
+        tar: host::first_line_of("tar"),
+        gzip: host::first_line_of("gzip"),
         load_before: String::new(),
-        load_after: load_average(),
+        load_after: host::load_average(),
         other_cpu_s: 0.0,
     }
-}
-
-fn load_average() -> String {
-    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    text.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
-}
-
-fn first_line_of(tool: &str) -> String {
-    std::process::Command::new(tool)
-        .arg("--version")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.lines().next().map(str::to_owned))
-        .unwrap_or_default()
-}
-
-/// `YYYY-MM-DDTHH:MM:SSZ` without a date crate: days to civil date (Howard Hinnant's algorithm).
-fn date_utc() -> String {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 fn print_table(r: &Report) {
@@ -439,7 +401,7 @@ fn print_table(r: &Report) {
     for (name, x) in [("aether pack", &r.aether_pack), ("tar | gzip -6 (reference)", &r.tar_gzip)] {
         println!("{name:<28} {:>9.3}s {:>9.3}s {:>12.1} {:>14}", x.p50_s, x.p95_s, x.throughput_mb_s, x.output_bytes);
         if let Some(select) = &x.select_samples_s {
-            let p = measure::percentiles(select);
+            let p = stats::percentiles(select);
             println!("  of which selecting (walk)  {:>9.3}s {:>9.3}s", p.p50, p.p95);
         }
     }
