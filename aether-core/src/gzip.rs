@@ -8,7 +8,7 @@
 //! thread or sixteen do the work.
 
 use std::collections::BTreeMap;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -23,7 +23,9 @@ const DICTIONARY_SIZE: usize = 32 * 1024;
 struct Job {
     seq: u64,
     dictionary: Vec<u8>,
+    /// Always `BLOCK_SIZE` long; only `data[..len]` belongs to the block.
     data: Vec<u8>,
+    len: usize,
     last: bool,
 }
 
@@ -38,17 +40,60 @@ struct Workers {
     handles: Vec<JoinHandle<()>>,
 }
 
+/// Buffers handed back and forth between the feeding thread and the compressors, so a pack
+/// touches a handful of megabytes of fresh memory instead of allocating (and faulting in) two
+/// new buffers per block.
+#[derive(Default)]
+struct BufferPool {
+    blocks: Mutex<Vec<Vec<u8>>>,
+    spare: Mutex<Vec<Vec<u8>>>,
+}
+
+impl BufferPool {
+    fn take_block(&self) -> Vec<u8> {
+        self.blocks.lock().ok().and_then(|mut b| b.pop()).unwrap_or_else(|| vec![0; BLOCK_SIZE])
+    }
+
+    fn take_spare(&self) -> Vec<u8> {
+        let mut buffer = self.spare.lock().ok().and_then(|mut s| s.pop()).unwrap_or_default();
+        buffer.clear();
+        buffer
+    }
+
+    fn give_block(&self, block: Vec<u8>) {
+        if let Ok(mut blocks) = self.blocks.lock() {
+            blocks.push(block);
+        }
+    }
+
+    fn give_spare(&self, buffer: Vec<u8>) {
+        if let Ok(mut spare) = self.spare.lock() {
+            spare.push(buffer);
+        }
+    }
+}
+
+/// Why [`ParallelGzipWriter::read_from`] failed: reading the source or writing the output.
+#[derive(Debug)]
+pub enum FillError {
+    Read(io::Error),
+    Write(io::Error),
+}
+
 /// A `Write` that gzips what it receives, compressing blocks on `threads` threads.
 ///
 /// Call [`ParallelGzipWriter::finish`]; dropping it without finishing leaves a truncated stream.
 pub struct ParallelGzipWriter<W: Write> {
     inner: W,
     level: u32,
-    buffer: Vec<u8>,
+    /// Always `BLOCK_SIZE` long, so readers can fill it in place; `filled` bytes are input.
+    block: Vec<u8>,
+    filled: usize,
     dictionary: Vec<u8>,
     crc: crc32fast::Hasher,
     total_in: u64,
     workers: Option<Workers>,
+    pool: Arc<BufferPool>,
     max_in_flight: u64,
     next_submit: u64,
     next_write: u64,
@@ -74,21 +119,60 @@ impl<W: Write> ParallelGzipWriter<W> {
             _ => 0,
         };
         inner.write_all(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, extra_flags, 3])?;
-        let workers = (threads > 1).then(|| spawn_workers(threads, level));
+        let pool = Arc::new(BufferPool::default());
+        // Even one thread compresses beside the caller, not on its thread: feeding and compressing
+        // overlap, and a deflate state allocated per block never lands between the caller's
+        // long-lived allocations (interleaved there, they fragmented the heap to twice the size).
+        let workers = Some(spawn_workers(threads.max(1), level, &pool));
         Ok(Self {
             inner,
             level,
-            buffer: Vec::with_capacity(BLOCK_SIZE),
-            dictionary: Vec::new(),
+            block: pool.take_block(),
+            filled: 0,
+            dictionary: Vec::with_capacity(DICTIONARY_SIZE),
             crc: crc32fast::Hasher::new(),
             total_in: 0,
             workers,
+            pool,
             // Two blocks per thread keep every thread busy while bounding memory.
             max_in_flight: 2 * threads.max(1) as u64,
             next_submit: 0,
             next_write: 0,
             ready: BTreeMap::new(),
         })
+    }
+
+    /// Reads up to `limit` bytes from `reader` straight into the block being filled, so file
+    /// contents are copied once (by the kernel) instead of through intermediate buffers.
+    /// `inspect` sees every chunk before it is compressed. Returns how many bytes were read;
+    /// fewer than `limit` means the reader reached its end.
+    pub fn read_from(
+        &mut self,
+        reader: &mut dyn Read,
+        limit: u64,
+        inspect: &mut dyn FnMut(&[u8]),
+    ) -> Result<u64, FillError> {
+        let mut done = 0u64;
+        while done < limit {
+            if self.filled == BLOCK_SIZE {
+                self.submit(false).map_err(FillError::Write)?;
+            }
+            let room = (BLOCK_SIZE - self.filled).min(usize::try_from(limit - done).unwrap_or(usize::MAX));
+            let target = &mut self.block[self.filled..self.filled + room];
+            let n = match reader.read(target) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(FillError::Read(e)),
+            };
+            inspect(&target[..n]);
+            self.filled += n;
+            done += n as u64;
+        }
+        if self.filled == BLOCK_SIZE {
+            self.submit(false).map_err(FillError::Write)?;
+        }
+        Ok(done)
     }
 
     /// Compresses what is buffered, writes the trailer and returns the inner writer.
@@ -114,34 +198,27 @@ impl<W: Write> ParallelGzipWriter<W> {
     }
 
     fn submit(&mut self, last: bool) -> io::Result<()> {
-        let data = std::mem::replace(&mut self.buffer, Vec::with_capacity(BLOCK_SIZE));
-        let dictionary = std::mem::take(&mut self.dictionary);
+        let data = std::mem::replace(&mut self.block, self.pool.take_block());
+        let len = std::mem::take(&mut self.filled);
+        let dictionary = std::mem::replace(&mut self.dictionary, self.pool.take_spare());
         if !last {
-            let tail = data.len().saturating_sub(DICTIONARY_SIZE);
-            self.dictionary = data[tail..].to_vec();
+            let tail = len.saturating_sub(DICTIONARY_SIZE);
+            self.dictionary.extend_from_slice(&data[tail..len]);
         }
-        self.total_in += data.len() as u64;
-        let job = Job { seq: self.next_submit, dictionary, data, last };
+        self.total_in += len as u64;
+        let job = Job { seq: self.next_submit, dictionary, data, len, last };
         self.next_submit += 1;
-        match self.workers.as_ref().and_then(|w| w.jobs.as_ref()) {
-            Some(jobs) => {
-                jobs.send(job).map_err(|_| io::Error::other("gzip worker stopped"))?;
-                while self.next_submit - self.next_write >= self.max_in_flight {
-                    self.wait_for_one()?;
-                }
-                self.write_ready()
-            }
-            None => {
-                let result = compress_block(self.level, &job)?;
-                self.ready.insert(job.seq, result);
-                self.write_ready()
-            }
+        let jobs = self.workers.as_ref().and_then(|w| w.jobs.as_ref());
+        jobs.ok_or_else(stopped)?.send(job).map_err(|_| stopped())?;
+        while self.next_submit - self.next_write >= self.max_in_flight {
+            self.wait_for_one()?;
         }
+        self.write_ready()
     }
 
     fn wait_for_one(&mut self) -> io::Result<()> {
         if let Some(workers) = &self.workers {
-            let done = workers.done.recv().map_err(|_| io::Error::other("gzip worker stopped"))?;
+            let done = workers.done.recv().map_err(|_| stopped())?;
             self.ready.insert(done.seq, done.result?);
         }
         self.write_ready()
@@ -150,6 +227,7 @@ impl<W: Write> ParallelGzipWriter<W> {
     fn write_ready(&mut self) -> io::Result<()> {
         while let Some((compressed, crc)) = self.ready.remove(&self.next_write) {
             self.inner.write_all(&compressed)?;
+            self.pool.give_spare(compressed);
             self.crc.combine(&crc);
             self.next_write += 1;
         }
@@ -159,10 +237,10 @@ impl<W: Write> ParallelGzipWriter<W> {
 
 impl<W: Write> Write for ParallelGzipWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let room = BLOCK_SIZE - self.buffer.len();
-        let take = room.min(buf.len());
-        self.buffer.extend_from_slice(&buf[..take]);
-        if self.buffer.len() == BLOCK_SIZE {
+        let take = (BLOCK_SIZE - self.filled).min(buf.len());
+        self.block[self.filled..self.filled + take].copy_from_slice(&buf[..take]);
+        self.filled += take;
+        if self.filled == BLOCK_SIZE {
             self.submit(false)?;
         }
         Ok(take)
@@ -175,7 +253,11 @@ impl<W: Write> Write for ParallelGzipWriter<W> {
     }
 }
 
-fn spawn_workers(threads: usize, level: u32) -> Workers {
+fn stopped() -> io::Error {
+    io::Error::other("gzip worker stopped")
+}
+
+fn spawn_workers(threads: usize, level: u32, pool: &Arc<BufferPool>) -> Workers {
     let (jobs_tx, jobs_rx) = mpsc::sync_channel::<Job>(threads);
     let (done_tx, done_rx) = mpsc::channel::<Done>();
     let jobs_rx = Arc::new(Mutex::new(jobs_rx));
@@ -183,14 +265,18 @@ fn spawn_workers(threads: usize, level: u32) -> Workers {
         .map(|_| {
             let jobs_rx = Arc::clone(&jobs_rx);
             let done_tx = done_tx.clone();
+            let pool = Arc::clone(pool);
             std::thread::spawn(move || {
+                let mut compressor = BlockCompressor::new(level);
                 loop {
                     let job = match jobs_rx.lock() {
                         Ok(rx) => rx.recv(),
                         Err(_) => return,
                     };
                     let Ok(job) = job else { return };
-                    let result = compress_block(level, &job);
+                    let result = compressor.compress(&job, pool.take_spare());
+                    pool.give_block(job.data);
+                    pool.give_spare(job.dictionary);
                     if done_tx.send(Done { seq: job.seq, result }).is_err() {
                         return;
                     }
@@ -201,34 +287,58 @@ fn spawn_workers(threads: usize, level: u32) -> Workers {
     Workers { jobs: Some(jobs_tx), done: done_rx, handles }
 }
 
-/// Raw-deflates one block. Non-final blocks end with a sync flush so they end on a byte
-/// boundary and can be concatenated; the final block sets BFINAL.
-fn compress_block(level: u32, job: &Job) -> io::Result<(Vec<u8>, crc32fast::Hasher)> {
-    let mut crc = crc32fast::Hasher::new();
-    crc.update(&job.data);
-    let mut compress = Compress::new(Compression::new(level), false);
-    if !job.dictionary.is_empty() {
-        compress.set_dictionary(&job.dictionary).map_err(io::Error::other)?;
+/// Compresses blocks. A fresh deflate state per block: a reset state carries over enough of
+/// the previous block (in zlib-rs) to make the output depend on which thread got which block.
+struct BlockCompressor {
+    level: u32,
+}
+
+impl BlockCompressor {
+    fn new(level: u32) -> Self {
+        Self { level }
     }
-    let flush = if job.last { FlushCompress::Finish } else { FlushCompress::Sync };
-    let mut out = Vec::with_capacity(job.data.len() / 2 + 1024);
-    loop {
-        if out.len() == out.capacity() {
-            out.reserve(64 * 1024);
+
+    /// Raw-deflates one block into `out`. Non-final blocks end with a sync flush so they end on
+    /// a byte boundary and can be concatenated; the final block sets BFINAL.
+    fn compress(&mut self, job: &Job, mut out: Vec<u8>) -> io::Result<(Vec<u8>, crc32fast::Hasher)> {
+        let data = &job.data[..job.len];
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(data);
+        let mut compress = Compress::new(Compression::new(self.level), false);
+        if !job.dictionary.is_empty() {
+            compress.set_dictionary(&job.dictionary).map_err(io::Error::other)?;
         }
-        let consumed = usize::try_from(compress.total_in()).map_err(io::Error::other)?;
-        let status = compress.compress_vec(&job.data[consumed..], &mut out, flush).map_err(io::Error::other)?;
-        let all_in = compress.total_in() == job.data.len() as u64;
-        match status {
-            Status::StreamEnd => break,
-            // A sync flush is complete once all input is consumed and output space was left over.
-            Status::Ok | Status::BufError if !job.last && all_in && out.len() < out.capacity() => {
-                break;
+        let flush = if job.last { FlushCompress::Finish } else { FlushCompress::Sync };
+        // The output space offered to each call follows a fixed schedule (not the reused
+        // buffer's capacity), so the bytes never depend on which buffer a block got.
+        let mut limit = data.len() / 2 + 1024;
+        out.clear();
+        loop {
+            out.resize(limit, 0);
+            let written = usize::try_from(compress.total_out()).map_err(io::Error::other)?;
+            let consumed = usize::try_from(compress.total_in()).map_err(io::Error::other)?;
+            let status = compress.compress(&data[consumed..], &mut out[written..], flush).map_err(io::Error::other)?;
+            let written = usize::try_from(compress.total_out()).map_err(io::Error::other)?;
+            let all_in = compress.total_in() == data.len() as u64;
+            match status {
+                Status::StreamEnd => {
+                    out.truncate(written);
+                    break;
+                }
+                // A sync flush is complete once all input is consumed and output space was left
+                // over.
+                Status::Ok | Status::BufError if !job.last && all_in && written < limit => {
+                    out.truncate(written);
+                    break;
+                }
+                Status::Ok | Status::BufError => {}
             }
-            Status::Ok | Status::BufError => {}
+            if written == limit {
+                limit = (2 * limit).max(limit + 64 * 1024);
+            }
         }
+        Ok((out, crc))
     }
-    Ok((out, crc))
 }
 
 #[cfg(test)]
@@ -272,6 +382,34 @@ mod tests {
         for threads in [2, 3, 8] {
             assert_eq!(gzip(&data, threads), one, "threads {threads}");
         }
+    }
+
+    #[test]
+    fn reading_into_blocks_gives_the_same_bytes_as_writing() {
+        let data = sample(3 * BLOCK_SIZE + 4_321);
+        for threads in [1, 2] {
+            let mut w = ParallelGzipWriter::new(Vec::new(), 6, threads).unwrap();
+            let (mut seen, mut reader) = (Vec::new(), &data[..]);
+            // A limit past the end: the reader runs dry first.
+            let n = w.read_from(&mut reader, data.len() as u64 + 1, &mut |c| seen.extend_from_slice(c)).unwrap();
+            assert_eq!(n, data.len() as u64);
+            assert_eq!(seen, data);
+            assert_eq!(w.finish().unwrap(), gzip(&data, 1), "threads {threads}");
+        }
+    }
+
+    #[test]
+    fn reading_stops_at_the_limit_and_mixes_with_writes() {
+        let data = sample(BLOCK_SIZE + 10);
+        let mut w = ParallelGzipWriter::new(Vec::new(), 6, 2).unwrap();
+        w.write_all(b"head").unwrap();
+        let mut reader = &data[..];
+        assert_eq!(w.read_from(&mut reader, BLOCK_SIZE as u64, &mut |_| {}).unwrap(), BLOCK_SIZE as u64);
+        w.write_all(b"tail").unwrap();
+        let mut expected = b"head".to_vec();
+        expected.extend_from_slice(&data[..BLOCK_SIZE]);
+        expected.extend_from_slice(b"tail");
+        assert_eq!(gunzip(&w.finish().unwrap()), expected);
     }
 
     #[test]

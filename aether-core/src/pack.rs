@@ -2,11 +2,16 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
 
+use rustix::fs::{Mode, OFlags};
+
+use sha2::{Digest as _, Sha256};
 use tar::{EntryType, Header};
 
-use crate::digest::{HashingReader, HashingWriter};
-use crate::gzip::ParallelGzipWriter;
+use crate::digest::HashingWriter;
+use crate::gzip::{FillError, ParallelGzipWriter};
 use crate::manifest::{MANIFEST_SCHEMA, Manifest, ManifestEntry, mode_string};
 use crate::selection::{EntryKind, PackEntry};
 
@@ -66,36 +71,218 @@ pub fn pack<W: Write>(
     out: W,
     progress: &mut dyn FnMut(u64),
 ) -> Result<PackOutput, PackError> {
-    let gz_hashing = HashingWriter::new(out);
-    let gzip = ParallelGzipWriter::new(gz_hashing, options.level, options.threads).map_err(PackError::Write)?;
-    let mut builder = tar::Builder::new(HashingWriter::new(gzip));
+    let mut packer = Packer::new(out, options)?;
     let mut manifest_entries = Vec::with_capacity(entries.len());
-    let (mut total_files, mut total_file_bytes) = (0u64, 0u64);
     for entry in entries {
-        let manifest_entry = append(&mut builder, entry, options.mtime)?;
+        let manifest_entry = packer.append(entry)?;
         if let ManifestEntry::File { size, .. } = &manifest_entry {
-            total_files += 1;
-            total_file_bytes += size;
             progress(*size);
         }
         manifest_entries.push(manifest_entry);
     }
-    let tar_hashing = builder.into_inner().map_err(PackError::Write)?;
-    let (gzip, tar_sha256, _) = tar_hashing.finish();
-    let gz_hashing = gzip.finish().map_err(PackError::Write)?;
-    let (mut out, digest, size_bytes) = gz_hashing.finish();
-    out.flush().map_err(PackError::Write)?;
+    let summary = packer.finish()?;
     Ok(PackOutput {
         manifest: Manifest {
             schema: MANIFEST_SCHEMA.to_owned(),
-            digest,
-            tar_sha256,
-            size_bytes,
-            total_files,
-            total_file_bytes,
+            digest: summary.digest,
+            tar_sha256: summary.tar_sha256,
+            size_bytes: summary.size_bytes,
+            total_files: summary.total_files,
+            total_file_bytes: summary.total_file_bytes,
             entries: manifest_entries,
         },
     })
+}
+
+/// Everything a finished pack knows besides its entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackSummary {
+    /// SHA-256 of the `.tar.gz` bytes.
+    pub digest: String,
+    /// SHA-256 of the uncompressed tar stream.
+    pub tar_sha256: String,
+    pub size_bytes: u64,
+    pub total_files: u64,
+    pub total_file_bytes: u64,
+}
+
+/// Packs entries one at a time, in the order given (which must be bytewise by archive path for
+/// the output to be canonical), so callers can stream entries in and manifest entries out.
+///
+/// The tar stream is built directly in the compressor's input blocks: headers are copied in,
+/// file contents are read into them by the kernel, and both SHA-256s of a file's bytes (its own
+/// and the tar stream's) are taken while the chunk is still in cache.
+pub struct Packer<W: Write> {
+    gzip: ParallelGzipWriter<HashingWriter<W>>,
+    tar_hasher: Sha256,
+    /// Builds each entry's header bytes (GNU long-name records included) exactly as
+    /// `tar::Builder` would write them.
+    headers: tar::Builder<Vec<u8>>,
+    files: FileOpener,
+    mtime: u64,
+    total_files: u64,
+    total_file_bytes: u64,
+}
+
+impl<W: Write> std::fmt::Debug for Packer<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Packer")
+            .field("gzip", &self.gzip)
+            .field("total_files", &self.total_files)
+            .field("total_file_bytes", &self.total_file_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// tar's record size: headers, contents and the trailer are all padded to it.
+const RECORD: usize = 512;
+const ZEROS: [u8; 2 * RECORD] = [0; 2 * RECORD];
+
+impl<W: Write> Packer<W> {
+    pub fn new(out: W, options: &PackOptions) -> Result<Self, PackError> {
+        let gzip = ParallelGzipWriter::new(HashingWriter::new(out), options.level, options.threads)
+            .map_err(PackError::Write)?;
+        Ok(Self {
+            gzip,
+            tar_hasher: Sha256::new(),
+            headers: tar::Builder::new(Vec::with_capacity(4 * RECORD)),
+            files: FileOpener::default(),
+            mtime: options.mtime,
+            total_files: 0,
+            total_file_bytes: 0,
+        })
+    }
+
+    /// Appends one entry and returns its manifest entry.
+    pub fn append(&mut self, entry: &PackEntry) -> Result<ManifestEntry, PackError> {
+        let path = entry.archive_path.as_str();
+        self.headers.get_mut().clear();
+        match &entry.kind {
+            EntryKind::Dir => {
+                let mut h = header(EntryType::Directory, 0o755, 0, self.mtime);
+                self.headers.append_data(&mut h, format!("{path}/"), io::empty()).map_err(PackError::Write)?;
+                self.emit_headers()?;
+                Ok(ManifestEntry::Dir { path: path.to_owned(), mode: mode_string(0o755) })
+            }
+            EntryKind::Symlink { target } => {
+                let mut h = header(EntryType::Symlink, 0o777, 0, self.mtime);
+                self.headers.append_link(&mut h, path, target).map_err(PackError::Write)?;
+                self.emit_headers()?;
+                Ok(ManifestEntry::Symlink { path: path.to_owned(), target: target.clone() })
+            }
+            EntryKind::File { size, executable } => {
+                let mode = if *executable { 0o755 } else { 0o644 };
+                let read_error = |source| PackError::Read { path: path.to_owned(), source };
+                let mut file = SizedFile::new(self.files.open(&entry.source).map_err(read_error)?, *size);
+                let mut h = header(EntryType::Regular, mode, *size, self.mtime);
+                self.headers.append_data(&mut h, path, io::empty()).map_err(PackError::Write)?;
+                self.emit_headers()?;
+                let mut file_hasher = Sha256::new();
+                let tar_hasher = &mut self.tar_hasher;
+                // Reading one byte past the expected size detects a file that grew.
+                let actual = self
+                    .gzip
+                    .read_from(&mut file, size + 1, &mut |chunk| {
+                        file_hasher.update(chunk);
+                        tar_hasher.update(chunk);
+                    })
+                    .map_err(|e| match e {
+                        FillError::Read(source) => read_error(source),
+                        FillError::Write(source) => PackError::Write(source),
+                    })?;
+                if actual != *size {
+                    return Err(PackError::FileChanged { path: path.to_owned(), expected: *size, actual });
+                }
+                let padding = (RECORD - (*size % RECORD as u64) as usize) % RECORD;
+                self.emit(&ZEROS[..padding])?;
+                self.total_files += 1;
+                self.total_file_bytes += size;
+                let sha256 = hex::encode(file_hasher.finalize());
+                Ok(ManifestEntry::File { path: path.to_owned(), size: *size, mode: mode_string(mode), sha256 })
+            }
+        }
+    }
+
+    /// Writes the tar trailer, finishes the gzip stream and flushes `out`.
+    pub fn finish(mut self) -> Result<PackSummary, PackError> {
+        self.emit(&ZEROS)?;
+        let tar_sha256 = hex::encode(self.tar_hasher.finalize());
+        let gz_hashing = self.gzip.finish().map_err(PackError::Write)?;
+        let (mut out, digest, size_bytes) = gz_hashing.finish();
+        out.flush().map_err(PackError::Write)?;
+        Ok(PackSummary {
+            digest,
+            tar_sha256,
+            size_bytes,
+            total_files: self.total_files,
+            total_file_bytes: self.total_file_bytes,
+        })
+    }
+
+    fn emit_headers(&mut self) -> Result<(), PackError> {
+        let bytes = self.headers.get_mut();
+        self.tar_hasher.update(&bytes[..]);
+        self.gzip.write_all(bytes).map_err(PackError::Write)
+    }
+
+    fn emit(&mut self, bytes: &[u8]) -> Result<(), PackError> {
+        self.tar_hasher.update(bytes);
+        self.gzip.write_all(bytes).map_err(PackError::Write)
+    }
+}
+
+/// Opens files relative to their directory, kept open while its files are packed: entries come
+/// sorted, so most files share the previous one's directory, and the kernel resolves one name
+/// instead of the whole absolute path for each.
+#[derive(Debug, Default)]
+struct FileOpener {
+    dir: Option<(PathBuf, OwnedFd)>,
+}
+
+impl FileOpener {
+    fn open(&mut self, path: &Path) -> io::Result<File> {
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else { return File::open(path) };
+        if self.dir.as_ref().is_none_or(|(dir, _)| dir != parent) {
+            self.dir = None;
+            let fd = rustix::fs::open(parent, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+            self.dir = Some((parent.to_path_buf(), fd));
+        }
+        match &self.dir {
+            Some((_, dir)) => {
+                Ok(File::from(rustix::fs::openat(dir, name, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?))
+            }
+            None => File::open(path),
+        }
+    }
+}
+
+/// A file expected to hold `expected` bytes. A regular file returns fewer bytes than asked for
+/// only at its end, so once a short read lands exactly on the expected size the end is taken as
+/// reached without one more `read` call (there is one file per entry: that call is one in four).
+/// A file that had grown still yields the extra byte that reveals it.
+struct SizedFile {
+    file: File,
+    expected: u64,
+    read: u64,
+    at_end: bool,
+}
+
+impl SizedFile {
+    fn new(file: File, expected: u64) -> Self {
+        Self { file, expected, read: 0, at_end: false }
+    }
+}
+
+impl Read for SizedFile {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.at_end || buf.is_empty() {
+            return Ok(0);
+        }
+        let n = self.file.read(buf)?;
+        self.read += n as u64;
+        self.at_end = n == 0 || (n < buf.len() && self.read == self.expected);
+        Ok(n)
+    }
 }
 
 fn header(kind: EntryType, mode: u32, size: u64, mtime: u64) -> Header {
@@ -109,52 +296,107 @@ fn header(kind: EntryType, mode: u32, size: u64, mtime: u64) -> Header {
     header
 }
 
-fn append<W: Write>(builder: &mut tar::Builder<W>, entry: &PackEntry, mtime: u64) -> Result<ManifestEntry, PackError> {
-    let path = entry.archive_path.as_str();
-    match &entry.kind {
-        EntryKind::Dir => {
-            let mut h = header(EntryType::Directory, 0o755, 0, mtime);
-            builder.append_data(&mut h, format!("{path}/"), io::empty()).map_err(PackError::Write)?;
-            Ok(ManifestEntry::Dir { path: path.to_owned(), mode: mode_string(0o755) })
-        }
-        EntryKind::Symlink { target } => {
-            let mut h = header(EntryType::Symlink, 0o777, 0, mtime);
-            builder.append_link(&mut h, path, target).map_err(PackError::Write)?;
-            Ok(ManifestEntry::Symlink { path: path.to_owned(), target: target.clone() })
-        }
-        EntryKind::File { size, executable } => {
-            let mode = if *executable { 0o755 } else { 0o644 };
-            let file = File::open(&entry.source).map_err(|source| PackError::Read { path: path.to_owned(), source })?;
-            // Reading one byte past the expected size detects a file that grew.
-            let mut reader = HashingReader::new(TaggedReader(file.take(size + 1)));
-            let mut h = header(EntryType::Regular, mode, *size, mtime);
-            builder.append_data(&mut h, path, &mut reader).map_err(|e| classify(e, path))?;
-            let (sha256, actual) = reader.finish();
-            if actual != *size {
-                return Err(PackError::FileChanged { path: path.to_owned(), expected: *size, actual });
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use std::io::Read as _;
+    use std::os::unix::fs::symlink;
+
+    use super::*;
+
+    fn entry(root: &Path, path: &str, kind: EntryKind) -> PackEntry {
+        PackEntry { archive_path: path.to_owned(), source: root.join(path), kind }
+    }
+
+    /// The tar stream `tar::Builder` writes for the same entries, which the packer must match
+    /// byte for byte (GNU long-name records included).
+    fn reference_tar(root: &Path, entries: &[PackEntry], mtime: u64) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for e in entries {
+            let path = e.archive_path.as_str();
+            match &e.kind {
+                EntryKind::Dir => {
+                    let mut h = header(EntryType::Directory, 0o755, 0, mtime);
+                    builder.append_data(&mut h, format!("{path}/"), io::empty()).unwrap();
+                }
+                EntryKind::Symlink { target } => {
+                    let mut h = header(EntryType::Symlink, 0o777, 0, mtime);
+                    builder.append_link(&mut h, path, target).unwrap();
+                }
+                EntryKind::File { size, executable } => {
+                    let mut h = header(EntryType::Regular, if *executable { 0o755 } else { 0o644 }, *size, mtime);
+                    builder.append_data(&mut h, path, File::open(root.join(path)).unwrap()).unwrap();
+                }
             }
-            Ok(ManifestEntry::File { path: path.to_owned(), size: *size, mode: mode_string(mode), sha256 })
+        }
+        builder.into_inner().unwrap()
+    }
+
+    #[test]
+    fn tar_stream_matches_tar_builder_with_long_names_and_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let long_dir = format!("d/{}", "n".repeat(120));
+        std::fs::create_dir_all(root.join(&long_dir)).unwrap();
+        let long_file = format!("{long_dir}/{}.js", "f".repeat(90));
+        std::fs::write(root.join(&long_file), vec![b'x'; 3 * crate::gzip::BLOCK_SIZE + 7]).unwrap();
+        std::fs::write(root.join("d/a.js"), "a").unwrap();
+        std::fs::write(root.join("d/empty"), "").unwrap();
+        std::fs::write(root.join("d/record"), vec![b'r'; 512]).unwrap();
+        let long_target = format!("../{}", "t".repeat(150));
+        symlink(&long_target, root.join("d/link")).unwrap();
+        let file = |p: &str| {
+            let size = std::fs::metadata(root.join(p)).unwrap().len();
+            entry(root, p, EntryKind::File { size, executable: p.ends_with(".js") })
+        };
+        let entries = vec![
+            entry(root, "d", EntryKind::Dir),
+            file("d/a.js"),
+            file("d/empty"),
+            entry(root, "d/link", EntryKind::Symlink { target: long_target }),
+            entry(root, &long_dir, EntryKind::Dir),
+            file(&long_file),
+            file("d/record"),
+        ];
+        let options = PackOptions { mtime: 1_234, level: 6, threads: 2 };
+        let mut gz = Vec::new();
+        let output = pack(&entries, &options, &mut gz, &mut |_| {}).unwrap();
+        let mut tar_bytes = Vec::new();
+        flate2::read::GzDecoder::new(&gz[..]).read_to_end(&mut tar_bytes).unwrap();
+        assert!(tar_bytes == reference_tar(root, &entries, 1_234), "tar streams differ");
+        assert_eq!(output.manifest.tar_sha256, crate::digest::sha256_hex(&tar_bytes));
+        assert_eq!(output.manifest.total_files, 4);
+    }
+
+    #[test]
+    fn a_file_that_grew_or_shrank_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), "12345").unwrap();
+        let options = PackOptions { threads: 1, ..PackOptions::default() };
+        for (claimed, actual) in [(4, 5), (6, 5)] {
+            let entries = [entry(dir.path(), "f", EntryKind::File { size: claimed, executable: false })];
+            match pack(&entries, &options, io::sink(), &mut |_| {}) {
+                Err(PackError::FileChanged { expected, actual: read, .. }) => {
+                    assert_eq!((expected, read), (claimed, actual));
+                }
+                other => panic!("expected FileChanged, got {other:?}"),
+            }
         }
     }
-}
 
-/// Tags read errors so they are not reported as failures to write the artifact.
-struct TaggedReader<R>(R);
-
-impl<R: Read> Read for TaggedReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.read(buf).map_err(|e| io::Error::new(e.kind(), ReadFailed(e.to_string())))
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct ReadFailed(String);
-
-fn classify(error: io::Error, path: &str) -> PackError {
-    if error.get_ref().is_some_and(|inner| inner.is::<ReadFailed>()) {
-        PackError::Read { path: path.to_owned(), source: error }
-    } else {
-        PackError::Write(error)
+    #[test]
+    fn sized_file_stops_at_a_short_read_of_the_expected_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, "12345").unwrap();
+        let mut file = SizedFile::new(File::open(&path).unwrap(), 5);
+        let mut buf = [0; 16];
+        assert_eq!(file.read(&mut buf).unwrap(), 5);
+        assert!(file.at_end);
+        assert_eq!(file.read(&mut buf).unwrap(), 0);
+        // Expecting less than is there: the extra bytes still come through.
+        let mut file = SizedFile::new(File::open(&path).unwrap(), 3);
+        assert_eq!(file.read(&mut buf[..4]).unwrap(), 4);
+        assert!(!file.at_end);
     }
 }

@@ -5,10 +5,14 @@
 //! even though nearly every project gitignores it; only `.aetherignore` at the project root can
 //! exclude parts of it. `.git` and the output directory are never selected.
 
+use std::os::fd::OwnedFd;
 use std::path::{Component, Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 
-use ignore::WalkBuilder;
+use rustix::fs::{AtFlags, Mode, OFlags, RawMode};
+
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
+use ignore::{WalkBuilder, WalkState};
 
 /// The ignore file that can exclude anything, `node_modules` content included.
 pub const AETHERIGNORE: &str = ".aetherignore";
@@ -72,11 +76,15 @@ pub enum SelectionError {
 }
 
 /// Selects the project's files and its installed `node_modules`.
+///
+/// The tree is walked on several threads (the walk is mostly system calls, one `lstat` per
+/// entry); the result does not depend on the order they find things in: entries and warnings
+/// are sorted, and of several errors the same one is always reported.
 pub fn select(options: &SelectionOptions) -> Result<Selection, SelectionError> {
     let root = canonical(&options.root)?;
     let exclude = options.exclude.iter().filter_map(|p| std::fs::canonicalize(p).ok()).collect::<Vec<_>>();
-    let mut selection = Selection::default();
-    walk_sources(&root, &exclude, &mut selection)?;
+    let found = Mutex::new(Found::default());
+    walk_sources(&root, &exclude, &found);
 
     let node_modules = match &options.node_modules {
         Some(dir) => Some(canonical(dir)?),
@@ -84,16 +92,40 @@ pub fn select(options: &SelectionOptions) -> Result<Selection, SelectionError> {
     };
     if let Some(dir) = node_modules {
         let rules = root_aetherignore(&root)?;
-        walk_node_modules(&root, &dir, &rules, &exclude, &mut selection)?;
+        walk_node_modules(&root, &dir, &rules, &exclude, &found);
     }
-    selection.entries.sort_by(|a, b| a.archive_path.as_bytes().cmp(b.archive_path.as_bytes()));
-    selection.entries.dedup_by(|a, b| a.archive_path == b.archive_path);
+    let Found { mut entries, mut warnings, errors } = found.into_inner().unwrap_or_else(PoisonError::into_inner);
+    if let Some(error) = errors.into_iter().min_by_key(ToString::to_string) {
+        return Err(error);
+    }
+    entries.sort_unstable_by(|a, b| a.archive_path.as_bytes().cmp(b.archive_path.as_bytes()));
+    entries.dedup_by(|a, b| a.archive_path == b.archive_path);
     // Growth left up to half the vector unused; large trees have tens of thousands of entries.
-    selection.entries.shrink_to_fit();
-    Ok(selection)
+    entries.shrink_to_fit();
+    warnings.sort_unstable();
+    Ok(Selection { entries, warnings })
 }
 
-fn walk_sources(root: &Path, exclude: &[PathBuf], out: &mut Selection) -> Result<(), SelectionError> {
+/// What the walking threads found, in no particular order.
+#[derive(Default)]
+struct Found {
+    entries: Vec<PackEntry>,
+    warnings: Vec<String>,
+    errors: Vec<SelectionError>,
+}
+
+impl Found {
+    fn record(found: &Mutex<Found>, result: Result<Inspected, SelectionError>) {
+        let mut found = found.lock().unwrap_or_else(PoisonError::into_inner);
+        match result {
+            Ok(Inspected::Entry(entry)) => found.entries.push(entry),
+            Ok(Inspected::Skipped(warning)) => found.warnings.push(warning),
+            Err(error) => found.errors.push(error),
+        }
+    }
+}
+
+fn walk_sources(root: &Path, exclude: &[PathBuf], found: &Mutex<Found>) {
     let top_node_modules = root.join("node_modules");
     let exclude = exclude.to_vec();
     let walker = WalkBuilder::new(root)
@@ -108,24 +140,23 @@ fn walk_sources(root: &Path, exclude: &[PathBuf], out: &mut Selection) -> Result
             let path = entry.path();
             entry.file_name() != ".git" && path != top_node_modules && !exclude.iter().any(|x| path.starts_with(x))
         })
-        .build();
-    for entry in walker {
-        let entry = entry.map_err(SelectionError::Walk)?;
-        if entry.depth() == 0 {
-            continue;
-        }
-        add_entry(root, entry.path(), entry.path(), out)?;
-    }
-    Ok(())
+        .build_parallel();
+    walker.run(|| {
+        let mut dirs = DirCache::default();
+        Box::new(move |entry| {
+            match entry {
+                Err(error) => Found::record(found, Err(SelectionError::Walk(error))),
+                Ok(entry) if entry.depth() == 0 => {}
+                Ok(entry) => {
+                    Found::record(found, inspect(root, entry.path(), entry.path(), entry.file_type(), &mut dirs));
+                }
+            }
+            WalkState::Continue
+        })
+    });
 }
 
-fn walk_node_modules(
-    root: &Path,
-    dir: &Path,
-    rules: &Gitignore,
-    exclude: &[PathBuf],
-    out: &mut Selection,
-) -> Result<(), SelectionError> {
+fn walk_node_modules(root: &Path, dir: &Path, rules: &Gitignore, exclude: &[PathBuf], found: &Mutex<Found>) {
     let virtual_top = root.join("node_modules");
     let exclude = exclude.to_vec();
     let (dir_for_filter, top_for_filter, rules_for_filter) = (dir.to_path_buf(), virtual_top.clone(), rules.clone());
@@ -138,42 +169,100 @@ fn walk_node_modules(
             if exclude.iter().any(|x| path.starts_with(x)) {
                 return false;
             }
+            if rules_for_filter.is_empty() {
+                return true;
+            }
             let Ok(rel) = path.strip_prefix(&dir_for_filter) else { return false };
             let is_dir = entry.file_type().is_some_and(|t| t.is_dir());
             !rules_for_filter.matched_path_or_any_parents(top_for_filter.join(rel), is_dir).is_ignore()
         })
-        .build();
-    for entry in walker {
-        let entry = entry.map_err(SelectionError::Walk)?;
-        let rel = entry.path().strip_prefix(dir).unwrap_or(Path::new(""));
-        add_entry(root, &virtual_top.join(rel), entry.path(), out)?;
-    }
-    Ok(())
+        .build_parallel();
+    let virtual_top = &virtual_top;
+    walker.run(|| {
+        let mut dirs = DirCache::default();
+        Box::new(move |entry| {
+            match entry {
+                Err(error) => Found::record(found, Err(SelectionError::Walk(error))),
+                Ok(entry) => {
+                    let rel = entry.path().strip_prefix(dir).unwrap_or(Path::new(""));
+                    let inspected = inspect(root, &virtual_top.join(rel), entry.path(), entry.file_type(), &mut dirs);
+                    Found::record(found, inspected);
+                }
+            }
+            WalkState::Continue
+        })
+    });
 }
 
-/// Records one path. `virtual_path` is where it sits in the packed tree (under `root`);
-/// `source` is where it is read from (they differ for a cached `node_modules`).
-fn add_entry(root: &Path, virtual_path: &Path, source: &Path, out: &mut Selection) -> Result<(), SelectionError> {
+enum Inspected {
+    Entry(PackEntry),
+    /// Not packed, with the reason.
+    Skipped(String),
+}
+
+/// Describes one path. `virtual_path` is where it sits in the packed tree (under `root`);
+/// `source` is where it is read from (they differ for a cached `node_modules`). `file_type`,
+/// when the walk already knows it, saves a system call for directories and symlinks.
+fn inspect(
+    root: &Path,
+    virtual_path: &Path,
+    source: &Path,
+    file_type: Option<std::fs::FileType>,
+    dirs: &mut DirCache,
+) -> Result<Inspected, SelectionError> {
     let archive_path = archive_path(root, virtual_path)?;
-    let meta = std::fs::symlink_metadata(source).map_err(|e| io_error(source, e))?;
-    let kind = if meta.file_type().is_symlink() {
+    let file_type = match file_type {
+        Some(t) => t,
+        None => std::fs::symlink_metadata(source).map_err(|e| io_error(source, e))?.file_type(),
+    };
+    let kind = if file_type.is_symlink() {
         let target = std::fs::read_link(source).map_err(|e| io_error(source, e))?;
         let target = target.to_str().ok_or_else(|| SelectionError::NonUtf8Path { path: target.clone() })?.to_owned();
         if !symlink_stays_inside(&archive_path, &target) {
             return Err(SelectionError::SymlinkEscapes { path: archive_path, target });
         }
         EntryKind::Symlink { target }
-    } else if meta.is_dir() {
+    } else if file_type.is_dir() {
         EntryKind::Dir
-    } else if meta.is_file() {
-        use std::os::unix::fs::PermissionsExt as _;
-        EntryKind::File { size: meta.len(), executable: meta.permissions().mode() & 0o111 != 0 }
+    } else if file_type.is_file() {
+        let (size, mode) = dirs.lstat(source).map_err(|e| io_error(source, e))?;
+        if rustix::fs::FileType::from_raw_mode(mode) != rustix::fs::FileType::RegularFile {
+            // Replaced since the directory was read; report it as it is now.
+            let meta = std::fs::symlink_metadata(source).map_err(|e| io_error(source, e))?;
+            return inspect(root, virtual_path, source, Some(meta.file_type()), dirs);
+        }
+        EntryKind::File { size, executable: mode & 0o111 != 0 }
     } else {
-        out.warnings.push(format!("skipped {archive_path}: not a regular file, directory or symlink"));
-        return Ok(());
+        return Ok(Inspected::Skipped(format!("skipped {archive_path}: not a regular file, directory or symlink")));
     };
-    out.entries.push(PackEntry { archive_path, source: source.to_path_buf(), kind });
-    Ok(())
+    Ok(Inspected::Entry(PackEntry { archive_path, source: source.to_path_buf(), kind }))
+}
+
+/// `lstat` relative to the directory of the previous call, kept open: a walking thread reports a
+/// directory's entries one after another, so the kernel resolves one name instead of the whole
+/// absolute path for each.
+#[derive(Debug, Default)]
+struct DirCache {
+    dir: Option<(PathBuf, OwnedFd)>,
+}
+
+impl DirCache {
+    /// Size and mode of `path`, not following a final symlink.
+    fn lstat(&mut self, path: &Path) -> std::io::Result<(u64, RawMode)> {
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+            use std::os::unix::fs::MetadataExt as _;
+            let meta = std::fs::symlink_metadata(path)?;
+            return Ok((meta.len(), meta.mode()));
+        };
+        if self.dir.as_ref().is_none_or(|(dir, _)| dir != parent) {
+            self.dir = None;
+            let fd = rustix::fs::open(parent, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+            self.dir = Some((parent.to_path_buf(), fd));
+        }
+        let Some((_, dir)) = &self.dir else { return Err(std::io::ErrorKind::NotFound.into()) };
+        let stat = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
+        Ok((u64::try_from(stat.st_size).unwrap_or(0), stat.st_mode))
+    }
 }
 
 fn archive_path(root: &Path, path: &Path) -> Result<String, SelectionError> {
@@ -232,8 +321,41 @@ fn io_error(path: &Path, source: std::io::Error) -> SelectionError {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn of_several_errors_the_same_one_is_always_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        for d in ["a", "b", "c", "d"] {
+            std::fs::create_dir_all(dir.path().join(d)).unwrap();
+            std::os::unix::fs::symlink("../../outside", dir.path().join(d).join("link")).unwrap();
+        }
+        let options = SelectionOptions { root: dir.path().to_path_buf(), node_modules: None, exclude: vec![] };
+        for _ in 0..5 {
+            match select(&options) {
+                Err(SelectionError::SymlinkEscapes { path, .. }) => assert_eq!(path, "a/link"),
+                other => panic!("expected SymlinkEscapes, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn entries_come_sorted_bytewise_whatever_the_walk_order() {
+        let dir = tempfile::tempdir().unwrap();
+        for p in ["es/x.js", "es-abstract/y.js", "es.js", "node_modules/react/i.js", "node_modules/react-dom/j.js"] {
+            let path = dir.path().join(p);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, "x").unwrap();
+        }
+        let options = SelectionOptions { root: dir.path().to_path_buf(), node_modules: None, exclude: vec![] };
+        let paths: Vec<_> = select(&options).unwrap().entries.into_iter().map(|e| e.archive_path).collect();
+        let mut sorted = paths.clone();
+        sorted.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        assert_eq!(paths, sorted);
+        assert_eq!(paths.len(), 10);
+    }
 
     #[test]
     fn symlink_targets_are_resolved_lexically() {
