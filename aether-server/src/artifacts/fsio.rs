@@ -62,13 +62,11 @@ pub(crate) enum CopyError {
     TooLarge,
 }
 
-/// Copies `src` to the end of `dst`, returning the byte count and SHA-256 of what was copied;
-/// `whole`, when given, also hashes the bytes (the object a multipart upload assembles).
+/// Copies `src` to the end of `dst`, returning the byte count and SHA-256 of what was copied.
 pub(crate) async fn copy_hashing(
     src: &mut (dyn AsyncRead + Send + Unpin),
     dst: &mut File,
     max_bytes: u64,
-    mut whole: Option<&mut Sha256>,
 ) -> Result<BlobInfo, CopyError> {
     let mut buf = vec![0u8; BUF_SIZE];
     let mut hasher = Sha256::new();
@@ -83,9 +81,6 @@ pub(crate) async fn copy_hashing(
             return Err(CopyError::TooLarge);
         }
         hasher.update(&buf[..n]);
-        if let Some(whole) = whole.as_deref_mut() {
-            whole.update(&buf[..n]);
-        }
         dst.write_all(&buf[..n]).await.map_err(CopyError::Write)?;
     }
     Ok(BlobInfo { size_bytes: total, sha256: hex::encode(hasher.finalize()) })

@@ -12,7 +12,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tokio::io::AsyncRead;
+use tokio::io::{AsyncRead, AsyncWriteExt as _};
 
 use super::fsio::{self, CopyError, TempFile};
 use super::presign::{self, PresignClaim, PresignError};
@@ -126,21 +126,27 @@ impl LocalArtifactStore {
         }
     }
 
-    /// Streams `body` into a fresh temp file, returning it (synced) with what it holds.
+    /// Streams `body` into a fresh temp file, returning it with what it holds; synced to disk
+    /// when `durable`.
     pub(super) async fn write_temp(
         &self,
         body: &mut (dyn AsyncRead + Send + Unpin),
         max_bytes: u64,
+        durable: bool,
     ) -> BlobResult<(TempFile, BlobInfo)> {
         let (temp, mut file) = TempFile::create(&self.tmp_dir()).await.map_err(backend)?;
-        let info = fsio::copy_hashing(body, &mut file, max_bytes, None).await.map_err(|err| match err {
+        let info = fsio::copy_hashing(body, &mut file, max_bytes).await.map_err(|err| match err {
             CopyError::TooLarge => BlobError::TooLarge { limit_bytes: max_bytes },
             // The body belongs to the client (a dropped connection, a body limit): not a
             // storage failure, so it must not look like one.
             CopyError::Read(err) => BlobError::Invalid(format!("reading the upload failed: {err}")),
             CopyError::Write(err) => backend(err),
         })?;
-        fsio::finish(file).await.map_err(backend)?;
+        if durable {
+            fsio::finish(file).await.map_err(backend)?;
+        } else {
+            file.flush().await.map_err(backend)?;
+        }
         Ok((temp, info))
     }
 
@@ -172,7 +178,7 @@ impl LocalArtifactStore {
     ) -> BlobResult<BlobInfo> {
         // Validate before reading anything so a bad key costs no I/O.
         self.object_path(key)?;
-        let (temp, info) = self.write_temp(body, max_bytes).await?;
+        let (temp, info) = self.write_temp(body, max_bytes, true).await?;
         if let Some(expected) = expected_sha256
             && !expected.eq_ignore_ascii_case(&info.sha256)
         {
