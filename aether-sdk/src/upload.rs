@@ -20,8 +20,10 @@ use crate::error::Error;
 pub const MULTIPART_THRESHOLD_ENV: &str = "AETHER_MULTIPART_THRESHOLD_BYTES";
 /// Variable the CLI reads for [`UploadRequest::part_size_bytes`].
 pub const PART_SIZE_ENV: &str = "AETHER_MULTIPART_PART_SIZE_BYTES";
-/// Files larger than this are uploaded in parts: 64 MiB.
-pub const DEFAULT_MULTIPART_THRESHOLD_BYTES: u64 = 64 * 1024 * 1024;
+/// Files larger than this are uploaded in parts: 1 GiB. One streaming PUT matches `curl -T`
+/// on a local store, while parts pay for the server assembling them afterwards (measured by
+/// `benches/run.sh stream`), so parts are kept for artifacts too large to resend whole.
+pub const DEFAULT_MULTIPART_THRESHOLD_BYTES: u64 = 1024 * 1024 * 1024;
 /// Size of each part but the last: 16 MiB.
 pub const DEFAULT_PART_SIZE_BYTES: u64 = 16 * 1024 * 1024;
 /// Parts in flight at once; below the server's default upload slots (8) so that one client
