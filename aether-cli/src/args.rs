@@ -75,6 +75,15 @@ pub struct DeployArgs {
     /// Roll out again even when this exact artifact is already running.
     #[arg(long)]
     pub force: bool,
+    /// An environment variable for the release, `KEY=VALUE`; repeat for more. Each deploy
+    /// states its whole environment.
+    #[arg(long = "env", short = 'e', value_name = "KEY=VALUE", value_parser = parse_env_pair)]
+    pub env: Vec<(String, String)>,
+}
+
+fn parse_env_pair(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text.split_once('=').ok_or_else(|| format!("{text:?} is not KEY=VALUE"))?;
+    Ok((key.to_owned(), value.to_owned()))
 }
 
 #[derive(Debug, Args)]

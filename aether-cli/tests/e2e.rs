@@ -219,6 +219,16 @@ fn run_scenario(database_url: Option<String>) {
     let second_url = second["url"].as_str().unwrap().to_owned();
     assert_eq!(app_version(&second_url), "2.0.0");
 
+    // The environment is part of a deployment: same artifact, new variables, new rollout.
+    let (code, with_env) = user.json(&["deploy", "--env", "APP_VERSION=2.0.0-env"]);
+    assert_eq!(code, 0, "{with_env}\n{}", server.log());
+    assert_eq!((with_env["unchanged"].as_bool(), with_env["uploaded_bytes"].as_u64()), (Some(false), Some(0)));
+    assert_eq!(app_version(with_env["url"].as_str().unwrap()), "2.0.0-env");
+    let (code, same_env) = user.json(&["deploy", "--env", "APP_VERSION=2.0.0-env"]);
+    assert_eq!((code, same_env["unchanged"].as_bool()), (0, Some(true)), "{same_env}");
+    let (code, port) = user.json(&["deploy", "--env", "PORT=1"]);
+    assert_eq!((code, port["error"]["code"].as_str()), (2, Some("usage")), "{port}");
+
     // The app's own output is in its logs.
     let (code, logs) = user.json(&["logs", "--app", "sample-node", "--tail", "50"]);
     assert_eq!(code, 0, "{logs}");

@@ -30,6 +30,9 @@ pub struct DeployOptions {
     pub timeout: Duration,
     /// Roll the artifact out again even when it is what already runs.
     pub force: bool,
+    /// Environment variables the release runs with (checked with
+    /// [`aether_core::api::validate_env`] before anything is built).
+    pub env: BTreeMap<String, String>,
     pub multipart_threshold_bytes: u64,
     pub part_size_bytes: u64,
 }
@@ -43,6 +46,7 @@ impl DeployOptions {
             wait: true,
             timeout: DEFAULT_WAIT_TIMEOUT,
             force: false,
+            env: BTreeMap::new(),
             multipart_threshold_bytes: crate::upload::DEFAULT_MULTIPART_THRESHOLD_BYTES,
             part_size_bytes: crate::upload::DEFAULT_PART_SIZE_BYTES,
         }
@@ -103,6 +107,7 @@ pub async fn deploy(
     if options.build.dry_run {
         return Err(Error::Usage { message: "a dry run builds nothing to deploy".into() });
     }
+    aether_core::api::validate_env(&options.env).map_err(|message| Error::Usage { message })?;
     // Ask the server first: a wrong token or an unreachable server should fail in
     // milliseconds, not after the install and pack.
     let existing_apps = client.list_apps().await?;
@@ -139,7 +144,8 @@ pub async fn deploy(
     let upload_ms = elapsed_ms(upload_started);
 
     let rollout_started = Instant::now();
-    let running = if options.force { None } else { running_with_digest(client, &app, &digest).await? };
+    let env_sha256 = aether_core::api::env_sha256(&options.env);
+    let running = if options.force { None } else { running_same(client, &app, &digest, env_sha256.as_deref()).await? };
     let unchanged = running.is_some();
     let mut deployment = match running {
         Some(deployment) => deployment,
@@ -150,6 +156,7 @@ pub async fn deploy(
                 runtime: None,
                 signature,
                 idempotency_key: Some(idempotency_key("deploy", &app, &digest)),
+                env: options.env.clone(),
             };
             client.create_deployment(&create).await?
         }
@@ -241,14 +248,18 @@ async fn ensure_app(client: &Client, app: &AppName, existing: &[AppResponse]) ->
     }
 }
 
-/// The app's running deployment when it runs exactly this artifact.
-async fn running_with_digest(
+/// The app's running deployment when it runs exactly this artifact with exactly this
+/// environment (compared by fingerprint: the server never shows the values).
+async fn running_same(
     client: &Client,
     app: &AppName,
     digest: &Digest,
+    env_sha256: Option<&str>,
 ) -> Result<Option<aether_core::api::DeploymentResponse>, Error> {
     let deployments = client.app_deployments(app).await?;
-    Ok(deployments.into_iter().find(|d| d.status == DeploymentStatus::Running && d.digest == digest.as_str()))
+    Ok(deployments.into_iter().find(|d| {
+        d.status == DeploymentStatus::Running && d.digest == digest.as_str() && d.env_sha256.as_deref() == env_sha256
+    }))
 }
 
 fn read_signature(report: &BuildReport) -> Result<Option<String>, Error> {

@@ -142,6 +142,7 @@ async fn artifacts_deployments_and_rollbacks() {
         runtime: None,
         signature: None,
         idempotency_key: key.map(str::to_owned),
+        env: Default::default(),
     };
     let one = client.create_deployment(&deploy(&first, Some("deploy-1"))).await.unwrap();
     assert_eq!((one.app_name.as_str(), one.digest.as_str()), ("web", first.as_str()));
@@ -341,6 +342,7 @@ async fn only_idempotent_requests_are_retried_on_503() {
         runtime: None,
         signature: None,
         idempotency_key: Some("k".into()),
+        env: Default::default(),
     };
     assert_api(&client.create_deployment(&keyed).await.unwrap_err(), 503, "unavailable");
     assert_eq!(posts.load(Ordering::SeqCst), 4, "a POST with an idempotency key is retried");

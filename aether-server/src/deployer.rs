@@ -87,6 +87,7 @@ async fn release_spec<P: Ports>(state: &AppState<P>, row: &Deployment) -> ApiRes
         signature: signature.filter(|_| row.verified),
         public_keys: keys.into_iter().map(|k| k.public_key_hex).collect(),
         port: None,
+        env: row.env.clone(),
     })
 }
 

@@ -74,6 +74,8 @@ pub struct Deployment {
     pub failure_reason: Option<String>,
     pub signature: Option<String>,
     pub verified: bool,
+    /// Variables the release runs with (besides `PORT`); may hold secrets, so never shown.
+    pub env: std::collections::BTreeMap<String, String>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
 }

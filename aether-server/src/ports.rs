@@ -217,6 +217,8 @@ pub struct ReleaseSpec {
     pub public_keys: Vec<String>,
     /// The port the release should listen on if it is free: a restored release keeps its URL.
     pub port: Option<u16>,
+    /// Variables the release runs with, besides the ones the runtime sets itself (`PORT`).
+    pub env: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -178,3 +178,31 @@ async fn invalid_rollbacks() {
         .expect_error(400, "bad_request");
     send(server.request(Method::POST, "/apps/web/rollback", None)).await.expect_error(401, "unauthorized");
 }
+
+#[tokio::test]
+async fn environments_are_validated_fingerprinted_and_never_shown() {
+    let (server, first, _) = server_with_two_artifacts(&[]).await;
+    for bad in [json!({ "PORT": "80" }), json!({ "1X": "v" }), json!({ "A-B": "v" }), json!({ "A": 1 })] {
+        server.create_deployment("web", &first, json!({ "env": bad })).await.expect_error(400, "bad_request");
+    }
+    let env = json!({ "env": { "APP_VERSION": "3", "API_SECRET": "hunter2-very-secret" } });
+    let created = server.create_deployment("web", &first, env).await.expect(201);
+    let fingerprint = created.json["env_sha256"].as_str().unwrap().to_owned();
+    assert_eq!(fingerprint.len(), 64);
+    let id = created.str("id");
+    server.wait_status(&id, "running").await;
+    let fetched = server.get(&format!("/deployments/{id}"), Some(READER)).await.expect(200);
+    assert_eq!(fetched.json["env_sha256"], fingerprint.as_str());
+    let listed = server.get("/apps/web/deployments", Some(READER)).await.expect(200);
+    for text in [&created.text, &fetched.text, &listed.text] {
+        assert!(!text.contains("hunter2"), "an environment value leaked: {text}");
+    }
+    let plain = server.create_deployment("web", &first, json!({})).await.expect(201);
+    assert!(plain.json.get("env_sha256").is_none(), "{}", plain.text);
+
+    // The environment is part of what an idempotency key stands for.
+    let keyed = json!({ "idempotency_key": "env-1", "env": { "A": "1" } });
+    server.create_deployment("web", &first, keyed).await.expect(201);
+    let changed = json!({ "idempotency_key": "env-1", "env": { "A": "2" } });
+    server.create_deployment("web", &first, changed).await.expect_error(409, "idempotency_conflict");
+}

@@ -72,6 +72,7 @@ impl Fixture {
             signature: None,
             public_keys: Vec::new(),
             port: None,
+            env: std::collections::BTreeMap::new(),
         }
     }
 

@@ -141,6 +141,7 @@ fn deployment(id: &str, app: &App, artifact: &Artifact, status: DeploymentStatus
         failure_reason: None,
         signature: artifact.signature.clone(),
         verified: artifact.signature.is_some(),
+        env: std::collections::BTreeMap::new(),
         created_at_ms,
         updated_at_ms: created_at_ms,
     }
@@ -378,6 +379,9 @@ async fn deployments_insert_get_list_and_events<S: MetadataStore>(store: &S) {
     let d2 = deployment("dep-2", &web, &unsigned, DeploymentStatus::Pending, 200);
     let d3 = Deployment {
         url: Some("http://web.local".to_owned()),
+        env: [("APP_VERSION", "3"), ("GREETING", "héllo \"quoted\"\nline")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .into(),
         ..deployment("dep-3", &web, &art, DeploymentStatus::Running, 200)
     };
     let other = deployment("dep-4", &api, &art, DeploymentStatus::Pending, 300);

@@ -38,6 +38,7 @@ pub fn run(args: DeployArgs, insecure: bool, format: OutputFormat) -> Result<(),
     deploy_options.wait = wait;
     deploy_options.timeout = args.wait.timeout;
     deploy_options.force = args.force;
+    deploy_options.env = args.env.iter().cloned().collect();
     if let Some(threshold) = number_variable(MULTIPART_THRESHOLD_ENV)? {
         deploy_options.multipart_threshold_bytes = threshold;
     }

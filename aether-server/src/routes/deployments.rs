@@ -28,6 +28,7 @@ pub fn deployment_response(d: &Deployment, events: Option<&[DeploymentEvent]>) -
         updated_at: rfc3339_ms(d.updated_at_ms),
         url: d.url.clone(),
         failure_reason: d.failure_reason.clone(),
+        env_sha256: aether_core::api::env_sha256(&d.env),
         events: events.map(|events| {
             events
                 .iter()
@@ -70,16 +71,23 @@ async fn check_signature<P: Ports>(
     Ok(verified)
 }
 
+/// What a new deployment runs besides its artifact.
+struct Launch {
+    runtime: Option<String>,
+    signature: Option<String>,
+    verified: bool,
+    env: std::collections::BTreeMap<String, String>,
+}
+
 /// Creates a pending deployment with its first event and starts rolling it out.
 async fn start<P: Ports>(
     state: &AppState<P>,
     app: &App,
     artifact: &Artifact,
-    runtime: Option<String>,
-    signature: Option<String>,
-    verified: bool,
+    launch: Launch,
     replacement: Replacement,
 ) -> ApiResult<Deployment> {
+    let Launch { runtime, signature, verified, env } = launch;
     let now = now_ms();
     let row = Deployment {
         id: uuid::Uuid::new_v4().to_string(),
@@ -93,6 +101,7 @@ async fn start<P: Ports>(
         failure_reason: None,
         signature,
         verified,
+        env,
         created_at_ms: now,
         updated_at_ms: now,
     };
@@ -113,6 +122,7 @@ pub async fn create<P: Ports>(
     ApiJson(request): ApiJson<CreateDeploymentRequest>,
 ) -> ApiResult<(StatusCode, Json<DeploymentResponse>)> {
     let app = find_app(state.store.as_ref(), request.app_name.as_str()).await?;
+    aether_core::api::validate_env(&request.env).map_err(ApiError::bad_request)?;
     let digest = request.digest.as_str();
     let artifact = state
         .store
@@ -125,6 +135,7 @@ pub async fn create<P: Ports>(
             digest,
             request.runtime.as_deref().unwrap_or(""),
             request.signature.as_deref().unwrap_or(""),
+            &serde_json::to_string(&request.env).unwrap_or_default(),
         ]
         .join("\n")
         .as_bytes(),
@@ -143,16 +154,13 @@ pub async fn create<P: Ports>(
         return Ok((StatusCode::CREATED, Json(deployment_response(&existing, None))));
     }
     let verified = check_signature(&state, &app, &artifact, request.signature.as_deref()).await?;
-    let row = start(
-        &state,
-        &app,
-        &artifact,
-        request.runtime.clone(),
-        request.signature.clone(),
+    let launch = Launch {
+        runtime: request.runtime.clone(),
+        signature: request.signature.clone(),
         verified,
-        Replacement::Supersede,
-    )
-    .await?;
+        env: request.env.clone(),
+    };
+    let row = start(&state, &app, &artifact, launch, Replacement::Supersede).await?;
     if let Some(key) = &request.idempotency_key {
         let record = IdempotencyRecord {
             scope: "deployment".into(),
@@ -221,15 +229,12 @@ pub async fn rollback<P: Ports>(
         ));
     }
     let verified = check_signature(&state, &app, &artifact, target.signature.as_deref()).await?;
-    let row = start(
-        &state,
-        &app,
-        &artifact,
-        Some(target.runtime.clone()),
-        target.signature.clone(),
+    let launch = Launch {
+        runtime: Some(target.runtime.clone()),
+        signature: target.signature.clone(),
         verified,
-        Replacement::RollBack,
-    )
-    .await?;
+        env: target.env.clone(),
+    };
+    let row = start(&state, &app, &artifact, launch, Replacement::RollBack).await?;
     Ok((StatusCode::CREATED, Json(deployment_response(&row, None))))
 }

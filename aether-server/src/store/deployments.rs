@@ -13,7 +13,7 @@ macro_rules! select_deployments {
     ($tail:literal) => {
         concat!(
             "SELECT d.id, d.app_id, a.name AS app_name, d.artifact_id, d.digest, d.status, d.runtime, d.url, ",
-            "d.failure_reason, d.signature, d.verified, d.created_at_ms, d.updated_at_ms ",
+            "d.failure_reason, d.signature, d.verified, d.env_json, d.created_at_ms, d.updated_at_ms ",
             "FROM deployments d JOIN applications a ON a.id = d.app_id ",
             $tail
         )
@@ -30,8 +30,8 @@ pub(super) async fn insert_deployment(
     let mut tx = pool.begin().await.map_err(db_err)?;
     sqlx::query(
         "INSERT INTO deployments (id, app_id, artifact_id, digest, status, runtime, url, failure_reason, \
-         signature, verified, created_at_ms, updated_at_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+         signature, verified, env_json, created_at_ms, updated_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(&deployment.id)
     .bind(&deployment.app_id)
@@ -43,6 +43,7 @@ pub(super) async fn insert_deployment(
     .bind(deployment.failure_reason.as_deref())
     .bind(deployment.signature.as_deref())
     .bind(deployment.verified)
+    .bind(serde_json::to_string(&deployment.env).map_err(|e| db_err(sqlx::Error::Encode(Box::new(e))))?)
     .bind(deployment.created_at_ms)
     .bind(deployment.updated_at_ms)
     .execute(&mut *tx)
@@ -170,6 +171,8 @@ fn deployment_from_row(row: &AnyRow) -> Result<Deployment, sqlx::Error> {
         failure_reason: row.try_get("failure_reason")?,
         signature: row.try_get("signature")?,
         verified: flag(row, "verified")?,
+        env: serde_json::from_str(&row.try_get::<String, _>("env_json")?)
+            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
         created_at_ms: row.try_get("created_at_ms")?,
         updated_at_ms: row.try_get("updated_at_ms")?,
     })

@@ -174,6 +174,7 @@ impl<B: ArtifactStore> LocalRuntime<B> {
             app_name: release.app_name.clone(),
             deployment_id: release.deployment_id.clone(),
             port,
+            env: release.env.clone(),
             book: Arc::clone(&self.book),
         };
         let mut process = process::spawn(dir, &launch)

@@ -39,6 +39,8 @@ pub(super) struct Launch {
     pub app_name: String,
     pub deployment_id: String,
     pub port: u16,
+    /// The deployment's own variables; they may override `NODE_ENV`, never `PORT`.
+    pub env: std::collections::BTreeMap<String, String>,
     pub book: Arc<LogBook>,
 }
 
@@ -72,8 +74,9 @@ pub(super) fn spawn(dir: &Path, launch: &Launch) -> io::Result<ReleaseProcess> {
         }
     }
     command
-        .env("PORT", launch.port.to_string())
         .env("NODE_ENV", "production")
+        .envs(&launch.env)
+        .env("PORT", launch.port.to_string())
         .env("npm_config_loglevel", "silent")
         .env("npm_config_update_notifier", "false")
         .stdin(Stdio::null())
