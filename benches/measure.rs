@@ -68,7 +68,7 @@ fn selection_options(tree: &Path) -> SelectionOptions {
 /// CLI uses) and the manifest beside it; without, both are produced and discarded.
 pub fn aether_pack(tree: &Path, threads: usize, out: Option<&Path>) -> Result<Packed> {
     let (selection, select_s) = timed(|| Ok(aether_core::selection::select(&selection_options(tree))?))?;
-    let options = PackOptions { mtime: DEFAULT_MTIME, level: 6, threads };
+    let options = PackOptions { mtime: DEFAULT_MTIME, level: aether_core::pack::DEFAULT_LEVEL, threads };
     let output = match out {
         Some(path) => {
             let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;

@@ -249,7 +249,7 @@ fn pack(
 ) -> Result<Staged, Error> {
     let pack_options = PackOptions {
         mtime: options.source_date_epoch.unwrap_or(DEFAULT_MTIME),
-        level: 6,
+        level: aether_core::pack::DEFAULT_LEVEL,
         threads: options.threads.max(1),
     };
     let bytes_total: u64 =
