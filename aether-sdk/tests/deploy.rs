@@ -65,10 +65,18 @@ async fn deploys_then_skips_an_unchanged_redeploy_then_rolls_out_a_change() {
     assert_ne!(changed.build.digest, first.build.digest);
     assert!(changed.uploaded_bytes > 0);
     assert_eq!(changed.status, DeploymentStatus::Running);
-    let history = client.app_deployments(&app("team-hello-app")).await.unwrap();
-    let running: Vec<_> = history.iter().filter(|d| d.status == DeploymentStatus::Running).collect();
-    assert_eq!(running.len(), 1, "the new release superseded the old: {history:?}");
-    assert_eq!(running[0].id, changed.deployment_id);
+    // The old release is marked superseded right after the new one is recorded running.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let history = client.app_deployments(&app("team-hello-app")).await.unwrap();
+        let running: Vec<_> = history.iter().filter(|d| d.status == DeploymentStatus::Running).collect();
+        if running.len() == 1 {
+            assert_eq!(running[0].id, changed.deployment_id);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the new release never superseded the old: {history:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]
