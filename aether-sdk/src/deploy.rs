@@ -283,15 +283,3 @@ fn phase_ms(report: &BuildReport, phases: &[Phase]) -> u64 {
 fn elapsed_ms(since: Instant) -> u64 {
     u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
-
-/// Durations keyed by phase name, for reports that want a map.
-pub fn durations_map(d: &PhaseDurations) -> BTreeMap<&'static str, u64> {
-    BTreeMap::from([
-        ("install", d.install),
-        ("pack", d.pack),
-        ("describe", d.describe),
-        ("upload", d.upload),
-        ("rollout", d.rollout),
-        ("total", d.total),
-    ])
-}

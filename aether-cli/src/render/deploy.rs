@@ -4,7 +4,7 @@ use std::io::IsTerminal as _;
 use std::time::Duration;
 
 use aether_core::api::DeploymentResponse;
-use aether_sdk::deploy::{DeployEvent, DeployReport, durations_map};
+use aether_sdk::deploy::{DeployEvent, DeployReport};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
@@ -84,7 +84,7 @@ pub fn deploy_report(format: OutputFormat, report: &DeployReport, namespace: Opt
                     "unchanged": report.unchanged,
                     "timed_out": report.timed_out,
                     "duration_ms": report.durations_ms.total,
-                    "phase_durations_ms": durations_map(&report.durations_ms),
+                    "phase_durations_ms": report.durations_ms,
                 });
                 if let serde_json::Value::Object(extra) = extra {
                     object.extend(extra);
