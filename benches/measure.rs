@@ -8,11 +8,9 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use aether_core::pack::{DEFAULT_MTIME, PackOptions};
-use aether_core::selection::{EntryKind, SelectionOptions};
+use aether_core::selection::{EntryKind, SelectionOptions, Walker};
 use anyhow::{Context as _, Result, bail};
 use serde::{Deserialize, Serialize};
-
-use crate::stats::timed;
 
 /// The reference pipeline: GNU tar with the same normalisations Aether applies, then `gzip -6`.
 /// `-n` keeps gzip from embedding the name and mtime, as Aether does not either.
@@ -27,8 +25,6 @@ pub struct Packed {
     pub entries: u64,
     pub files: u64,
     pub file_bytes: u64,
-    /// Of the whole pack, the seconds spent walking the tree (selection).
-    pub select_s: f64,
     /// Peak resident set of the process that packed, when it was measured (`pack-once`).
     pub vm_hwm_kib: Option<u64>,
 }
@@ -44,10 +40,9 @@ pub struct TreeShape {
 
 /// Counts what a pack of `tree` will contain.
 pub fn tree_shape(tree: &Path) -> Result<TreeShape> {
-    let selection = aether_core::selection::select(&selection_options(tree))?;
     let mut shape = TreeShape::default();
-    for entry in &selection.entries {
-        match entry.kind {
+    for entry in Walker::new(&selection_options(tree))? {
+        match entry?.kind {
             EntryKind::File { size, .. } => {
                 shape.files += 1;
                 shape.file_bytes += size;
@@ -63,41 +58,34 @@ fn selection_options(tree: &Path) -> SelectionOptions {
     SelectionOptions { root: tree.to_path_buf(), node_modules: None, exclude: vec![] }
 }
 
-/// The whole of `aether deploy --pack-only`'s packing work: select, tar, gzip, both digests and
-/// the manifest JSON. With `out`, the artifact goes to `out` (through the same 256 KiB buffer the
-/// CLI uses) and the manifest beside it; without, both are produced and discarded.
+/// The whole of `aether deploy --pack-only`'s packing work, streamed as the CLI does it: walk,
+/// tar, gzip, both digests and the manifest JSON. With `out`, the artifact goes to `out` (through
+/// the same 256 KiB buffer the CLI uses) and the manifest beside it; without, both are produced
+/// and discarded.
 pub fn aether_pack(tree: &Path, threads: usize, out: Option<&Path>) -> Result<Packed> {
-    let (selection, select_s) = timed(|| Ok(aether_core::selection::select(&selection_options(tree))?))?;
+    let walker = Walker::new(&selection_options(tree))?;
     let options = PackOptions { mtime: DEFAULT_MTIME, level: aether_core::pack::DEFAULT_LEVEL, threads };
-    let output = match out {
+    let (summary, entries) = match out {
         Some(path) => {
-            let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
-            let mut writer = BufWriter::with_capacity(256 * 1024, file);
-            let output = aether_core::pack::pack(&selection.entries, &options, &mut writer, &mut |_| {})?;
+            let create = |p: &Path| File::create(p).with_context(|| format!("cannot create {}", p.display()));
+            let mut writer = BufWriter::with_capacity(256 * 1024, create(path)?);
+            let manifest = BufWriter::new(create(&sibling(path, ".manifest.json"))?);
+            let packed = aether_core::pack::pack(walker, &options, &mut writer, manifest, &mut |_| {})?;
             writer.flush()?;
-            output
+            packed.manifest.into_inner().map_err(|e| e.into_error())?;
+            (packed.summary, packed.entries)
         }
-        None => aether_core::pack::pack(&selection.entries, &options, std::io::sink(), &mut |_| {})?,
+        None => {
+            let packed = aether_core::pack::pack(walker, &options, std::io::sink(), std::io::sink(), &mut |_| {})?;
+            (packed.summary, packed.entries)
+        }
     };
-    let manifest = &output.manifest;
-    // Streamed, as the CLI writes it: the JSON of a large tree is tens of megabytes.
-    match out {
-        Some(path) => {
-            let json_path = sibling(path, ".manifest.json");
-            let file = File::create(&json_path).with_context(|| format!("cannot create {}", json_path.display()))?;
-            let mut writer = BufWriter::new(file);
-            manifest.write_json(&mut writer)?;
-            writer.flush()?;
-        }
-        None => manifest.write_json(std::io::sink())?,
-    }
     Ok(Packed {
-        digest: manifest.digest.clone(),
-        size_bytes: manifest.size_bytes,
-        entries: manifest.entries.len() as u64,
-        files: manifest.total_files,
-        file_bytes: manifest.total_file_bytes,
-        select_s,
+        digest: summary.digest,
+        size_bytes: summary.size_bytes,
+        entries,
+        files: summary.total_files,
+        file_bytes: summary.total_file_bytes,
         vm_hwm_kib: None,
     })
 }

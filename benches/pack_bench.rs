@@ -130,9 +130,6 @@ struct Timing {
     /// Tree file bytes over the p50 time, in MB (10^6 bytes) per second.
     throughput_mb_s: f64,
     output_bytes: u64,
-    /// Aether only: the part of each sample spent selecting (walking) the tree.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    select_samples_s: Option<Vec<f64>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -331,7 +328,6 @@ fn build_report(args: &RunArgs, tree: PathBuf, (m, help): (Measured, Help)) -> R
         .collect::<Result<Vec<_>>>()?;
     let rss = stats::percentiles(&rss_mib);
     let max_mib = rss_mib.iter().copied().fold(0.0, f64::max);
-    let select_s = packs.iter().map(|p| p.select_s).collect();
     let time_ratio = a.p50 / t.p50;
     let size_ratio = first.size_bytes as f64 / tar_size as f64;
     Ok(Report {
@@ -341,7 +337,7 @@ fn build_report(args: &RunArgs, tree: PathBuf, (m, help): (Measured, Help)) -> R
         tree: Tree { source: tree_source(&tree), path: tree, shape, file_mb },
         runs: args.runs,
         threads: args.threads,
-        aether_pack: Timing { select_samples_s: Some(select_s), ..timing(a, file_mb, first.size_bytes) },
+        aether_pack: timing(a, file_mb, first.size_bytes),
         tar_gzip: timing(t, file_mb, tar_size),
         time_ratio: Target { value: time_ratio, target_max: TARGET_TIME_RATIO, met: time_ratio <= TARGET_TIME_RATIO },
         size_ratio: Target { value: size_ratio, target_max: TARGET_SIZE_RATIO, met: size_ratio <= TARGET_SIZE_RATIO },
@@ -365,7 +361,7 @@ fn build_report(args: &RunArgs, tree: PathBuf, (m, help): (Measured, Help)) -> R
 
 fn timing(p: Percentiles, file_mb: f64, output_bytes: u64) -> Timing {
     let throughput_mb_s = file_mb / p.p50;
-    Timing { throughput_mb_s, p50_s: p.p50, p95_s: p.p95, samples_s: p.samples, output_bytes, select_samples_s: None }
+    Timing { throughput_mb_s, p50_s: p.p50, p95_s: p.p95, samples_s: p.samples, output_bytes }
 }
 
 fn tree_source(tree: &Path) -> String {
@@ -400,10 +396,6 @@ fn print_table(r: &Report) {
     println!("{:<28} {:>10} {:>10} {:>12} {:>14}", "", "p50", "p95", "MB/s", "output bytes");
     for (name, x) in [("aether pack", &r.aether_pack), ("tar | gzip -6 (reference)", &r.tar_gzip)] {
         println!("{name:<28} {:>9.3}s {:>9.3}s {:>12.1} {:>14}", x.p50_s, x.p95_s, x.throughput_mb_s, x.output_bytes);
-        if let Some(select) = &x.select_samples_s {
-            let p = stats::percentiles(select);
-            println!("  of which selecting (walk)  {:>9.3}s {:>9.3}s", p.p50, p.p95);
-        }
     }
     let (tr, sr, rss) = (&r.time_ratio, &r.size_ratio, &r.peak_rss);
     println!("time ratio (aether/tar p50)  {:.3}  target <= {}  {}", tr.value, tr.target_max, mark(tr.met));

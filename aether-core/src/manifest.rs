@@ -1,5 +1,7 @@
 //! The per-file manifest: what is inside an artifact, without unpacking it.
 
+use std::io::Write;
+
 use serde::{Deserialize, Serialize};
 
 /// Format tag, so readers can tell future versions apart.
@@ -21,9 +23,9 @@ impl ManifestEntry {
     }
 }
 
+/// What a finished pack knows besides its entries; the manifest ends with it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Manifest {
-    pub schema: String,
+pub struct Summary {
     /// SHA-256 of the `.tar.gz` bytes: the artifact's identity.
     pub digest: String,
     /// SHA-256 of the uncompressed tar stream.
@@ -32,26 +34,63 @@ pub struct Manifest {
     pub total_files: u64,
     /// Sum of the regular files' sizes.
     pub total_file_bytes: u64,
+}
+
+/// A manifest read back whole, for tools and tests; [`ManifestWriter`] writes one.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Manifest {
+    pub schema: String,
     pub entries: Vec<ManifestEntry>,
+    #[serde(flatten)]
+    pub summary: Summary,
 }
 
 impl Manifest {
-    /// Pretty JSON with a trailing newline; deterministic because every collection is ordered.
-    pub fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
-        let mut out = Vec::new();
-        self.write_json(&mut out)?;
-        Ok(out)
-    }
-
-    /// The same bytes as [`Manifest::to_json`], streamed: a manifest of a large tree is tens of
-    /// megabytes, which need not be held in memory at once.
-    pub fn write_json<W: std::io::Write>(&self, mut out: W) -> Result<(), serde_json::Error> {
-        serde_json::to_writer_pretty(&mut out, self)?;
-        out.write_all(b"\n").map_err(serde_json::Error::io)
-    }
-
     pub fn from_json(bytes: &[u8]) -> Result<Self, serde_json::Error> {
         serde_json::from_slice(bytes)
+    }
+
+    /// The bytes [`ManifestWriter`] writes for these entries and summary.
+    pub fn to_json(&self) -> std::io::Result<Vec<u8>> {
+        let mut writer = ManifestWriter::new(Vec::new())?;
+        for entry in &self.entries {
+            writer.entry(entry)?;
+        }
+        writer.finish(&self.summary)
+    }
+}
+
+/// Writes a manifest while its entries are being packed, one line per entry, so a large tree's
+/// manifest (tens of megabytes) is never held in memory. Digests and totals are known only once
+/// the pack ends, so they follow the entries.
+#[derive(Debug)]
+pub struct ManifestWriter<W: Write> {
+    out: W,
+    entries: u64,
+}
+
+impl<W: Write> ManifestWriter<W> {
+    pub fn new(mut out: W) -> std::io::Result<Self> {
+        write!(out, "{{\n  \"schema\": \"{MANIFEST_SCHEMA}\",\n  \"entries\": [")?;
+        Ok(Self { out, entries: 0 })
+    }
+
+    pub fn entry(&mut self, entry: &ManifestEntry) -> std::io::Result<()> {
+        self.out.write_all(if self.entries == 0 { b"\n    " } else { b",\n    " })?;
+        serde_json::to_writer(&mut self.out, entry)?;
+        self.entries += 1;
+        Ok(())
+    }
+
+    /// Writes the summary and the closing brace; returns the inner writer, not flushed.
+    pub fn finish(mut self, summary: &Summary) -> std::io::Result<W> {
+        self.out.write_all(if self.entries == 0 { b"],\n" } else { b"\n  ],\n" })?;
+        let fields = serde_json::to_string_pretty(summary)?;
+        // `{\n  "digest": ...\n}`: the summary's fields continue the manifest's object.
+        let fields = fields.strip_prefix("{\n").unwrap_or(&fields);
+        self.out.write_all(fields.as_bytes())?;
+        self.out.write_all(b"\n")?;
+        Ok(self.out)
     }
 }
 
@@ -82,18 +121,43 @@ mod tests {
     proptest! {
         #[test]
         fn json_round_trips(entries in proptest::collection::vec(entry(), 0..20), size in any::<u64>()) {
-            let manifest = Manifest {
-                schema: MANIFEST_SCHEMA.into(),
+            let summary = Summary {
                 digest: "a".repeat(64),
                 tar_sha256: "b".repeat(64),
                 size_bytes: size,
                 total_files: entries.len() as u64,
                 total_file_bytes: 0,
-                entries,
             };
+            let manifest = Manifest { schema: MANIFEST_SCHEMA.into(), entries, summary };
             let json = manifest.to_json().unwrap();
             prop_assert_eq!(Manifest::from_json(&json).unwrap(), manifest);
         }
+    }
+
+    #[test]
+    fn entries_come_one_per_line_before_the_summary() {
+        let mut writer = ManifestWriter::new(Vec::new()).unwrap();
+        writer.entry(&ManifestEntry::Dir { path: "src".into(), mode: mode_string(0o755) }).unwrap();
+        writer.entry(&ManifestEntry::Symlink { path: "src/l".into(), target: "x".into() }).unwrap();
+        let summary =
+            Summary { digest: "d".into(), tar_sha256: "t".into(), size_bytes: 1, total_files: 0, total_file_bytes: 0 };
+        let json = String::from_utf8(writer.finish(&summary).unwrap()).unwrap();
+        let expected = r#"{
+  "schema": "aether-manifest-v1",
+  "entries": [
+    {"type":"dir","path":"src","mode":"0755"},
+    {"type":"symlink","path":"src/l","target":"x"}
+  ],
+  "digest": "d",
+  "tar_sha256": "t",
+  "size_bytes": 1,
+  "total_files": 0,
+  "total_file_bytes": 0
+}
+"#;
+        assert_eq!(json, expected);
+        let empty = ManifestWriter::new(Vec::new()).unwrap().finish(&summary).unwrap();
+        assert_eq!(Manifest::from_json(&empty).unwrap().entries, vec![]);
     }
 
     #[test]

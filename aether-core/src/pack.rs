@@ -12,8 +12,8 @@ use tar::{EntryType, Header};
 
 use crate::digest::HashingWriter;
 use crate::gzip::{FillError, ParallelGzipWriter};
-use crate::manifest::{MANIFEST_SCHEMA, Manifest, ManifestEntry, mode_string};
-use crate::selection::{EntryKind, PackEntry};
+use crate::manifest::{ManifestEntry, ManifestWriter, Summary, mode_string};
+use crate::selection::{EntryKind, PackEntry, SelectionError};
 
 /// Entry mtime when `SOURCE_DATE_EPOCH` is not given: 1980-01-01T00:00:00Z, the earliest time
 /// every archive format (zip included) can represent.
@@ -41,20 +41,20 @@ impl Default for PackOptions {
     }
 }
 
-/// What a pack produced, besides the bytes written.
-#[derive(Debug, Clone)]
-pub struct PackOutput {
-    pub manifest: Manifest,
-}
-
-impl PackOutput {
-    pub fn digest(&self) -> &str {
-        &self.manifest.digest
-    }
+/// What [`pack`] produced besides the artifact bytes.
+#[derive(Debug)]
+pub struct Packed<M> {
+    pub summary: Summary,
+    /// Entries packed (files, directories and symlinks).
+    pub entries: u64,
+    /// The manifest's writer, handed back once the manifest is complete.
+    pub manifest: M,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum PackError {
+    #[error(transparent)]
+    Select(#[from] SelectionError),
     #[error("cannot read {path}")]
     Read {
         path: String,
@@ -65,54 +65,38 @@ pub enum PackError {
     FileChanged { path: String, expected: u64, actual: u64 },
     #[error("writing the artifact failed")]
     Write(#[source] io::Error),
+    #[error("writing the manifest failed")]
+    WriteManifest(#[source] io::Error),
 }
 
-/// Packs `entries` (already sorted, see [`crate::selection::select`]) into `out`.
+/// Packs `entries` into `out` as they come (in archive order, as [`crate::selection::Walker`]
+/// yields them) and writes the manifest to `manifest` alongside, so memory stays the same
+/// whatever the number of files.
 ///
-/// `progress` is called with each regular file's size once it is packed, for progress bars.
-pub fn pack<W: Write>(
-    entries: &[PackEntry],
+/// `on_packed` sees each entry once it is in the archive, for progress and warnings.
+pub fn pack<W: Write, M: Write>(
+    entries: impl IntoIterator<Item = Result<PackEntry, SelectionError>>,
     options: &PackOptions,
     out: W,
-    progress: &mut dyn FnMut(u64),
-) -> Result<PackOutput, PackError> {
+    manifest: M,
+    on_packed: &mut dyn FnMut(&PackEntry),
+) -> Result<Packed<M>, PackError> {
     let mut packer = Packer::new(out, options)?;
-    let mut manifest_entries = Vec::with_capacity(entries.len());
+    let mut manifest = ManifestWriter::new(manifest).map_err(PackError::WriteManifest)?;
+    let mut count = 0;
     for entry in entries {
-        let manifest_entry = packer.append(entry)?;
-        if let ManifestEntry::File { size, .. } = &manifest_entry {
-            progress(*size);
-        }
-        manifest_entries.push(manifest_entry);
+        let entry = entry?;
+        manifest.entry(&packer.append(&entry)?).map_err(PackError::WriteManifest)?;
+        on_packed(&entry);
+        count += 1;
     }
     let summary = packer.finish()?;
-    Ok(PackOutput {
-        manifest: Manifest {
-            schema: MANIFEST_SCHEMA.to_owned(),
-            digest: summary.digest,
-            tar_sha256: summary.tar_sha256,
-            size_bytes: summary.size_bytes,
-            total_files: summary.total_files,
-            total_file_bytes: summary.total_file_bytes,
-            entries: manifest_entries,
-        },
-    })
-}
-
-/// Everything a finished pack knows besides its entries.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PackSummary {
-    /// SHA-256 of the `.tar.gz` bytes.
-    pub digest: String,
-    /// SHA-256 of the uncompressed tar stream.
-    pub tar_sha256: String,
-    pub size_bytes: u64,
-    pub total_files: u64,
-    pub total_file_bytes: u64,
+    let manifest = manifest.finish(&summary).map_err(PackError::WriteManifest)?;
+    Ok(Packed { summary, entries: count, manifest })
 }
 
 /// Packs entries one at a time, in the order given (which must be bytewise by archive path for
-/// the output to be canonical), so callers can stream entries in and manifest entries out.
+/// the output to be canonical); [`pack`] drives it.
 ///
 /// The tar stream is built directly in the compressor's input blocks: headers are copied in,
 /// file contents are read into them by the kernel, and both SHA-256s of a file's bytes (its own
@@ -209,13 +193,13 @@ impl<W: Write> Packer<W> {
     }
 
     /// Writes the tar trailer, finishes the gzip stream and flushes `out`.
-    pub fn finish(mut self) -> Result<PackSummary, PackError> {
+    pub fn finish(mut self) -> Result<Summary, PackError> {
         self.emit(&ZEROS)?;
         let tar_sha256 = hex::encode(self.tar_hasher.finalize());
         let gz_hashing = self.gzip.finish().map_err(PackError::Write)?;
         let (mut out, digest, size_bytes) = gz_hashing.finish();
         out.flush().map_err(PackError::Write)?;
-        Ok(PackSummary {
+        Ok(Summary {
             digest,
             tar_sha256,
             size_bytes,
@@ -365,12 +349,13 @@ mod tests {
         ];
         let options = PackOptions { mtime: 1_234, level: 6, threads: 2 };
         let mut gz = Vec::new();
-        let output = pack(&entries, &options, &mut gz, &mut |_| {}).unwrap();
+        let packed = pack(entries.iter().cloned().map(Ok), &options, &mut gz, io::sink(), &mut |_| {}).unwrap();
         let mut tar_bytes = Vec::new();
         flate2::read::GzDecoder::new(&gz[..]).read_to_end(&mut tar_bytes).unwrap();
         assert!(tar_bytes == reference_tar(root, &entries, 1_234), "tar streams differ");
-        assert_eq!(output.manifest.tar_sha256, crate::digest::sha256_hex(&tar_bytes));
-        assert_eq!(output.manifest.total_files, 4);
+        assert_eq!(packed.summary.tar_sha256, crate::digest::sha256_hex(&tar_bytes));
+        assert_eq!(packed.summary.total_files, 4);
+        assert_eq!(packed.entries, 7);
     }
 
     #[test]
@@ -380,7 +365,7 @@ mod tests {
         let options = PackOptions { threads: 1, ..PackOptions::default() };
         for (claimed, actual) in [(4, 5), (6, 5)] {
             let entries = [entry(dir.path(), "f", EntryKind::File { size: claimed, executable: false })];
-            match pack(&entries, &options, io::sink(), &mut |_| {}) {
+            match pack(entries.iter().cloned().map(Ok), &options, io::sink(), io::sink(), &mut |_| {}) {
                 Err(PackError::FileChanged { expected, actual: read, .. }) => {
                     assert_eq!((expected, read), (claimed, actual));
                 }

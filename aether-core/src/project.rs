@@ -111,18 +111,13 @@ pub fn detect(dir: &Path) -> Result<NodeProject, ProjectError> {
 }
 
 /// Native addons are built for one platform and Node ABI; the app may not start elsewhere.
-pub fn native_module_warnings(entries: &[PackEntry]) -> Vec<String> {
-    entries
-        .iter()
-        .filter(|e| matches!(e.kind, EntryKind::File { .. }))
-        .filter(|e| e.archive_path.ends_with(".node") || e.archive_path.rsplit('/').next() == Some("binding.gyp"))
-        .map(|e| {
-            format!(
-                "native module {}: compiled for this machine's platform and Node ABI; the runtime must match",
-                e.archive_path
-            )
-        })
-        .collect()
+/// Called for each packed entry; returns the warning for a `*.node` or `binding.gyp` file.
+pub fn native_module_warning(entry: &PackEntry) -> Option<String> {
+    let path = entry.archive_path.as_str();
+    let native = path.ends_with(".node") || path.rsplit('/').next() == Some("binding.gyp");
+    (native && matches!(entry.kind, EntryKind::File { .. })).then(|| {
+        format!("native module {path}: compiled for this machine's platform and Node ABI; the runtime must match")
+    })
 }
 
 #[cfg(test)]
@@ -181,11 +176,14 @@ mod tests {
             source: p.into(),
             kind: EntryKind::File { size: 1, executable: false },
         };
-        let warnings = native_module_warnings(&[
+        let warnings: Vec<_> = [
             entry("node_modules/bcrypt/build/Release/bcrypt.node"),
             entry("node_modules/bcrypt/binding.gyp"),
             entry("src/node.js"),
-        ]);
+        ]
+        .iter()
+        .filter_map(native_module_warning)
+        .collect();
         assert_eq!(warnings.len(), 2);
         assert!(warnings[0].contains("bcrypt.node"));
     }

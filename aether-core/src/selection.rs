@@ -1,21 +1,31 @@
-//! Which files go into the artifact.
+//! Which files go into the artifact, streamed in archive order.
 //!
 //! The source tree follows `.gitignore` (nested ones too) and `.aetherignore` with git's own
-//! semantics through the `ignore` crate. The installed production `node_modules` always ships,
-//! even though nearly every project gitignores it; only `.aetherignore` at the project root can
-//! exclude parts of it. `.git` and the output directory are never selected.
+//! semantics, matched by the `ignore` crate's gitignore matcher: in each directory the nearest
+//! file with a matching rule decides, and `.aetherignore` outranks `.gitignore`. The installed
+//! production `node_modules` always ships, even though nearly every project gitignores it; only
+//! `.aetherignore` at the project root can exclude parts of it. `.git` and the output directory
+//! are never selected.
+//!
+//! The tree is walked depth first, one directory listing at a time, and entries come out already
+//! sorted bytewise by archive path: a pack holds one listing per directory level in memory, not
+//! the whole tree, so its memory does not grow with the number of files. Within a directory a
+//! child directory `d` is emitted at key `d` but its contents at key `d/`, because every path
+//! below `d` sorts against `d`'s siblings exactly as `d/` does:
+//! `es` < `es-abstract` < `es-abstract/index.js` < `es.js` < `es/index.js`.
 
-use std::os::fd::OwnedFd;
-use std::path::{Component, Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::{OsStrExt as _, OsStringExt as _};
+use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, Mode, OFlags, RawMode};
-
+use ignore::Match;
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
-use ignore::{WalkBuilder, WalkState};
+use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags};
 
 /// The ignore file that can exclude anything, `node_modules` content included.
 pub const AETHERIGNORE: &str = ".aetherignore";
+const GITIGNORE: &str = ".gitignore";
+const NODE_MODULES: &str = "node_modules";
 
 /// What an archive entry is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,212 +81,313 @@ pub enum SelectionError {
         #[source]
         source: std::io::Error,
     },
-    #[error("walking the project tree failed")]
-    Walk(#[source] ignore::Error),
 }
 
-/// Selects the project's files and its installed `node_modules`.
-///
-/// The tree is walked on several threads (the walk is mostly system calls, one `lstat` per
-/// entry); the result does not depend on the order they find things in: entries and warnings
-/// are sorted, and of several errors the same one is always reported.
+/// Collects the whole selection; [`Walker`] streams it instead.
 pub fn select(options: &SelectionOptions) -> Result<Selection, SelectionError> {
-    let root = canonical(&options.root)?;
-    let exclude = options.exclude.iter().filter_map(|p| std::fs::canonicalize(p).ok()).collect::<Vec<_>>();
-    let found = Mutex::new(Found::default());
-    walk_sources(&root, &exclude, &found);
-
-    let node_modules = match &options.node_modules {
-        Some(dir) => Some(canonical(dir)?),
-        None => Some(root.join("node_modules")).filter(|p| p.is_dir()),
-    };
-    if let Some(dir) = node_modules {
-        let rules = root_aetherignore(&root)?;
-        walk_node_modules(&root, &dir, &rules, &exclude, &found);
-    }
-    let Found { mut entries, mut warnings, errors } = found.into_inner().unwrap_or_else(PoisonError::into_inner);
-    if let Some(error) = errors.into_iter().min_by_key(ToString::to_string) {
-        return Err(error);
-    }
-    entries.sort_unstable_by(|a, b| a.archive_path.as_bytes().cmp(b.archive_path.as_bytes()));
-    entries.dedup_by(|a, b| a.archive_path == b.archive_path);
-    // Growth left up to half the vector unused; large trees have tens of thousands of entries.
-    entries.shrink_to_fit();
-    warnings.sort_unstable();
-    Ok(Selection { entries, warnings })
+    let mut walker = Walker::new(options)?;
+    let entries = walker.by_ref().collect::<Result<Vec<_>, _>>()?;
+    Ok(Selection { entries, warnings: walker.into_warnings() })
 }
 
-/// What the walking threads found, in no particular order.
-#[derive(Default)]
-struct Found {
-    entries: Vec<PackEntry>,
+/// Yields the selected entries in archive order (bytewise by path); stops after the first error.
+///
+/// Entries that cannot be packed but need not stop the pack (sockets, fifos, devices) are left
+/// out and described in [`Walker::warnings`].
+#[derive(Debug)]
+pub struct Walker {
+    stack: Vec<Frame>,
+    /// The root `.aetherignore`, the only rules that apply inside `node_modules`.
+    node_modules_rules: Gitignore,
+    /// Where `node_modules` is read from, when it ships.
+    node_modules: Option<PathBuf>,
+    root: PathBuf,
+    /// Excluded paths as (parent, name): a walk prunes at the excluded path itself.
+    exclude: Vec<(PathBuf, OsString)>,
     warnings: Vec<String>,
-    errors: Vec<SelectionError>,
+    failed: bool,
 }
 
-impl Found {
-    fn record(found: &Mutex<Found>, result: Result<Inspected, SelectionError>) {
-        let mut found = found.lock().unwrap_or_else(PoisonError::into_inner);
-        match result {
-            Ok(Inspected::Entry(entry)) => found.entries.push(entry),
-            Ok(Inspected::Skipped(warning)) => found.warnings.push(warning),
-            Err(error) => found.errors.push(error),
-        }
-    }
+/// One directory being walked.
+#[derive(Debug)]
+struct Frame {
+    /// Its archive path; empty at the root.
+    prefix: String,
+    source: PathBuf,
+    rules: Rules,
+    /// Children still to visit, sorted so that `pop` yields the next in archive order.
+    pending: Vec<Pending>,
 }
 
-fn walk_sources(root: &Path, exclude: &[PathBuf], found: &Mutex<Found>) {
-    let top_node_modules = root.join("node_modules");
-    let exclude = exclude.to_vec();
-    let walker = WalkBuilder::new(root)
-        .standard_filters(false)
-        .hidden(false)
-        .parents(false)
-        .git_ignore(true)
-        .require_git(false)
-        .add_custom_ignore_filename(AETHERIGNORE)
-        .follow_links(false)
-        .filter_entry(move |entry| {
-            let path = entry.path();
-            entry.file_name() != ".git" && path != top_node_modules && !exclude.iter().any(|x| path.starts_with(x))
-        })
-        .build_parallel();
-    walker.run(|| {
-        let mut dirs = DirCache::default();
-        Box::new(move |entry| {
-            match entry {
-                Err(error) => Found::record(found, Err(SelectionError::Walk(error))),
-                Ok(entry) if entry.depth() == 0 => {}
-                Ok(entry) => {
-                    Found::record(found, inspect(root, entry.path(), entry.path(), entry.file_type(), &mut dirs));
-                }
-            }
-            WalkState::Continue
-        })
-    });
+/// The ignore rules a directory adds for what lies below it.
+#[derive(Debug)]
+enum Rules {
+    Sources(Box<SourceRules>),
+    /// Inside `node_modules`, where only the root `.aetherignore` applies.
+    NodeModules,
 }
 
-fn walk_node_modules(root: &Path, dir: &Path, rules: &Gitignore, exclude: &[PathBuf], found: &Mutex<Found>) {
-    let virtual_top = root.join("node_modules");
-    let exclude = exclude.to_vec();
-    let (dir_for_filter, top_for_filter, rules_for_filter) = (dir.to_path_buf(), virtual_top.clone(), rules.clone());
-    let walker = WalkBuilder::new(dir)
-        .standard_filters(false)
-        .hidden(false)
-        .follow_links(false)
-        .filter_entry(move |entry| {
-            let path = entry.path();
-            if exclude.iter().any(|x| path.starts_with(x)) {
-                return false;
-            }
-            if rules_for_filter.is_empty() {
-                return true;
-            }
-            let Ok(rel) = path.strip_prefix(&dir_for_filter) else { return false };
-            let is_dir = entry.file_type().is_some_and(|t| t.is_dir());
-            !rules_for_filter.matched_path_or_any_parents(top_for_filter.join(rel), is_dir).is_ignore()
-        })
-        .build_parallel();
-    let virtual_top = &virtual_top;
-    walker.run(|| {
-        let mut dirs = DirCache::default();
-        Box::new(move |entry| {
-            match entry {
-                Err(error) => Found::record(found, Err(SelectionError::Walk(error))),
-                Ok(entry) => {
-                    let rel = entry.path().strip_prefix(dir).unwrap_or(Path::new(""));
-                    let inspected = inspect(root, &virtual_top.join(rel), entry.path(), entry.file_type(), &mut dirs);
-                    Found::record(found, inspected);
-                }
-            }
-            WalkState::Continue
-        })
-    });
+/// A source directory's own `.aetherignore` and `.gitignore` (empty when absent).
+#[derive(Debug)]
+struct SourceRules {
+    aetherignore: Gitignore,
+    gitignore: Gitignore,
 }
 
-enum Inspected {
-    Entry(PackEntry),
-    /// Not packed, with the reason.
-    Skipped(String),
+#[derive(Debug)]
+struct Pending {
+    /// The child's name, with `/` appended for the step into a directory.
+    key: Vec<u8>,
+    step: Step,
 }
 
-/// Describes one path. `virtual_path` is where it sits in the packed tree (under `root`);
-/// `source` is where it is read from (they differ for a cached `node_modules`). `file_type`,
-/// when the walk already knows it, saves a system call for directories and symlinks.
-fn inspect(
-    root: &Path,
-    virtual_path: &Path,
-    source: &Path,
-    file_type: Option<std::fs::FileType>,
-    dirs: &mut DirCache,
-) -> Result<Inspected, SelectionError> {
-    let archive_path = archive_path(root, virtual_path)?;
-    let file_type = match file_type {
-        Some(t) => t,
-        None => std::fs::symlink_metadata(source).map_err(|e| io_error(source, e))?.file_type(),
-    };
-    let kind = if file_type.is_symlink() {
-        let target = std::fs::read_link(source).map_err(|e| io_error(source, e))?;
-        let target = target.to_str().ok_or_else(|| SelectionError::NonUtf8Path { path: target.clone() })?.to_owned();
-        if !symlink_stays_inside(&archive_path, &target) {
-            return Err(SelectionError::SymlinkEscapes { path: archive_path, target });
-        }
-        EntryKind::Symlink { target }
-    } else if file_type.is_dir() {
-        EntryKind::Dir
-    } else if file_type.is_file() {
-        let (size, mode) = dirs.lstat(source).map_err(|e| io_error(source, e))?;
-        if rustix::fs::FileType::from_raw_mode(mode) != rustix::fs::FileType::RegularFile {
-            // Replaced since the directory was read; report it as it is now.
-            let meta = std::fs::symlink_metadata(source).map_err(|e| io_error(source, e))?;
-            return inspect(root, virtual_path, source, Some(meta.file_type()), dirs);
-        }
-        EntryKind::File { size, executable: mode & 0o111 != 0 }
-    } else {
-        return Ok(Inspected::Skipped(format!("skipped {archive_path}: not a regular file, directory or symlink")));
-    };
-    Ok(Inspected::Entry(PackEntry { archive_path, source: source.to_path_buf(), kind }))
+#[derive(Debug)]
+enum Step {
+    Emit(Listed),
+    Descend { source: PathBuf, node_modules: bool },
 }
 
-/// `lstat` relative to the directory of the previous call, kept open: a walking thread reports a
-/// directory's entries one after another, so the kernel resolves one name instead of the whole
-/// absolute path for each.
-#[derive(Debug, Default)]
-struct DirCache {
-    dir: Option<(PathBuf, OwnedFd)>,
+/// A directory entry as its listing (plus one `lstat` or `readlink`) describes it.
+#[derive(Debug)]
+enum Listed {
+    Dir,
+    File { size: u64, executable: bool },
+    Symlink { target: OsString },
+    Other,
 }
 
-impl DirCache {
-    /// Size and mode of `path`, not following a final symlink.
-    fn lstat(&mut self, path: &Path) -> std::io::Result<(u64, RawMode)> {
-        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
-            use std::os::unix::fs::MetadataExt as _;
-            let meta = std::fs::symlink_metadata(path)?;
-            return Ok((meta.len(), meta.mode()));
+impl Walker {
+    /// Starts a walk: resolves the root and `node_modules` and lists the root directory.
+    pub fn new(options: &SelectionOptions) -> Result<Self, SelectionError> {
+        let root = canonical(&options.root)?;
+        let exclude = options
+            .exclude
+            .iter()
+            .filter_map(|p| std::fs::canonicalize(p).ok())
+            .filter_map(|p| Some((p.parent()?.to_path_buf(), p.file_name()?.to_os_string())))
+            .collect();
+        let node_modules = match &options.node_modules {
+            Some(dir) => Some(canonical(dir)?),
+            None => Some(root.join(NODE_MODULES)).filter(|p| p.is_dir()).map(|p| canonical(&p)).transpose()?,
         };
-        if self.dir.as_ref().is_none_or(|(dir, _)| dir != parent) {
-            self.dir = None;
-            let fd = rustix::fs::open(parent, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
-            self.dir = Some((parent.to_path_buf(), fd));
+        let node_modules_rules = match root.join(AETHERIGNORE) {
+            file if file.is_file() => ignore_rules(&root, AETHERIGNORE)?,
+            _ => Gitignore::empty(),
+        };
+        let mut walker = Self {
+            stack: Vec::new(),
+            node_modules_rules,
+            node_modules,
+            root: root.clone(),
+            exclude,
+            warnings: Vec::new(),
+            failed: false,
+        };
+        walker.enter(String::new(), root, false)?;
+        Ok(walker)
+    }
+
+    /// What was left out so far and why, in archive order.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    pub fn into_warnings(self) -> Vec<String> {
+        self.warnings
+    }
+
+    /// Lists a directory, keeps the children the rules select and pushes them as a new frame.
+    fn enter(&mut self, prefix: String, source: PathBuf, in_node_modules: bool) -> Result<(), SelectionError> {
+        let io = |e: rustix::io::Errno| io_error(&source, e.into());
+        let fd = rustix::fs::open(&source, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(io)?;
+        let mut stream = Dir::new(fd).map_err(io)?;
+        let mut children = Vec::new();
+        while let Some(entry) = stream.read() {
+            let entry = entry.map_err(io)?;
+            let name = entry.file_name();
+            if name != c"." && name != c".." && name != c".git" {
+                children.push((OsString::from_vec(name.to_bytes().to_vec()), entry.file_type()));
+            }
         }
-        let Some((_, dir)) = &self.dir else { return Err(std::io::ErrorKind::NotFound.into()) };
-        let stat = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
-        Ok((u64::try_from(stat.st_size).unwrap_or(0), stat.st_mode))
+        let dir = stream.fd().map_err(io)?;
+        let at_root = prefix.is_empty() && !in_node_modules;
+        let rules = if in_node_modules {
+            Rules::NodeModules
+        } else {
+            let has = |file: &str| children.iter().any(|(name, t)| name == file && *t != FileType::Directory);
+            let aetherignore = match () {
+                () if at_root => self.node_modules_rules.clone(),
+                () if has(AETHERIGNORE) => ignore_rules(&source, AETHERIGNORE)?,
+                () => Gitignore::empty(),
+            };
+            let gitignore = if has(GITIGNORE) { ignore_rules(&source, GITIGNORE)? } else { Gitignore::empty() };
+            Rules::Sources(Box::new(SourceRules { aetherignore, gitignore }))
+        };
+
+        let mut pending = Vec::with_capacity(children.len() + 2);
+        for (name, file_type) in children {
+            // `node_modules` at the root is the installed one, added below wherever it lives.
+            if (at_root && name == NODE_MODULES) || self.is_excluded(&source, &name) {
+                continue;
+            }
+            let path = source.join(&name);
+            let listed = describe(&dir, &name, file_type).map_err(|e| io_error(&path, e))?;
+            let is_dir = matches!(listed, Listed::Dir);
+            let ignored = if in_node_modules {
+                self.node_modules_ignores(&prefix, &name, is_dir)
+            } else {
+                self.source_ignores(&rules, &path, is_dir)
+            };
+            if ignored {
+                continue;
+            }
+            if is_dir {
+                pending.push(Pending::descend(&name, path, in_node_modules));
+            }
+            pending.push(Pending { key: name.into_vec(), step: Step::Emit(listed) });
+        }
+        if at_root && let Some(node_modules) = self.node_modules.clone() {
+            let excluded = node_modules
+                .file_name()
+                .is_some_and(|n| node_modules.parent().is_some_and(|parent| self.is_excluded(parent, n)));
+            if !excluded && !self.node_modules_ignores("", OsStr::new(NODE_MODULES), true) {
+                pending.push(Pending::descend(OsStr::new(NODE_MODULES), node_modules, true));
+                pending.push(Pending { key: NODE_MODULES.as_bytes().to_vec(), step: Step::Emit(Listed::Dir) });
+            }
+        }
+        pending.sort_unstable_by(|a, b| b.key.cmp(&a.key));
+        self.stack.push(Frame { prefix, source, rules, pending });
+        Ok(())
+    }
+
+    fn is_excluded(&self, parent: &Path, name: &OsStr) -> bool {
+        self.exclude.iter().any(|(p, n)| n == name && p == parent)
+    }
+
+    /// Git's precedence: for each kind of ignore file the nearest directory with a matching rule
+    /// decides, and `.aetherignore` outranks `.gitignore`. `own` are the rules of the directory
+    /// being listed, which apply to its children.
+    fn source_ignores(&self, own: &Rules, path: &Path, is_dir: bool) -> bool {
+        let (mut aether, mut git) = (Match::None, Match::None);
+        for rules in std::iter::once(own).chain(self.stack.iter().rev().map(|frame| &frame.rules)) {
+            if let Rules::Sources(rules) = rules {
+                if aether.is_none() {
+                    aether = rules.aetherignore.matched(path, is_dir);
+                }
+                if git.is_none() {
+                    git = rules.gitignore.matched(path, is_dir);
+                }
+            }
+        }
+        aether.or(git).is_ignore()
+    }
+
+    /// Inside `node_modules` the root `.aetherignore` matches the path the entry will have in
+    /// the project, wherever the installed tree is read from.
+    fn node_modules_ignores(&self, prefix: &str, name: &OsStr, is_dir: bool) -> bool {
+        if self.node_modules_rules.is_empty() {
+            return false;
+        }
+        let path = self.root.join(prefix).join(name);
+        self.node_modules_rules.matched(path, is_dir).is_ignore()
+    }
+
+    fn emit(
+        &mut self,
+        archive_path: String,
+        source: PathBuf,
+        listed: Listed,
+    ) -> Result<Option<PackEntry>, SelectionError> {
+        let kind = match listed {
+            Listed::Dir => EntryKind::Dir,
+            Listed::File { size, executable } => EntryKind::File { size, executable },
+            Listed::Symlink { target } => {
+                let target = target.into_string().map_err(|t| SelectionError::NonUtf8Path { path: t.into() })?;
+                if !symlink_stays_inside(&archive_path, &target) {
+                    return Err(SelectionError::SymlinkEscapes { path: archive_path, target });
+                }
+                EntryKind::Symlink { target }
+            }
+            Listed::Other => {
+                self.warnings.push(format!("skipped {archive_path}: not a regular file, directory or symlink"));
+                return Ok(None);
+            }
+        };
+        Ok(Some(PackEntry { archive_path, source, kind }))
+    }
+
+    fn step(&mut self) -> Option<Result<PackEntry, SelectionError>> {
+        loop {
+            let frame = self.stack.last_mut()?;
+            let Some(Pending { key, step }) = frame.pending.pop() else {
+                self.stack.pop();
+                continue;
+            };
+            let name = OsStr::from_bytes(key.strip_suffix(b"/").unwrap_or(&key));
+            let archive_path = match name.to_str() {
+                Some(name) if frame.prefix.is_empty() => name.to_owned(),
+                Some(name) => format!("{}/{name}", frame.prefix),
+                None => return Some(Err(SelectionError::NonUtf8Path { path: frame.source.join(name) })),
+            };
+            let emit_source = matches!(step, Step::Emit(_)).then(|| frame.source.join(name));
+            let result = match step {
+                Step::Descend { source, node_modules } => self.enter(archive_path, source, node_modules).map(|()| None),
+                Step::Emit(listed) => self.emit(archive_path, emit_source.unwrap_or_default(), listed),
+            };
+            match result {
+                Ok(None) => {}
+                Ok(Some(entry)) => return Some(Ok(entry)),
+                Err(error) => return Some(Err(error)),
+            }
+        }
     }
 }
 
-fn archive_path(root: &Path, path: &Path) -> Result<String, SelectionError> {
-    let rel = path.strip_prefix(root).unwrap_or(path);
-    let mut parts = Vec::new();
-    for component in rel.components() {
-        match component {
-            Component::Normal(part) => {
-                parts.push(part.to_str().ok_or_else(|| SelectionError::NonUtf8Path { path: path.to_path_buf() })?)
-            }
-            _ => return Err(SelectionError::NonUtf8Path { path: path.to_path_buf() }),
+impl Iterator for Walker {
+    type Item = Result<PackEntry, SelectionError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
         }
+        let item = self.step();
+        self.failed = matches!(item, Some(Err(_)));
+        item
     }
-    Ok(parts.join("/"))
+}
+
+impl Pending {
+    /// The step into a directory, keyed `name/` so its contents sort where they belong.
+    fn descend(name: &OsStr, source: PathBuf, node_modules: bool) -> Self {
+        let mut key = name.as_bytes().to_vec();
+        key.push(b'/');
+        Self { key, step: Step::Descend { source, node_modules } }
+    }
+}
+
+/// Describes a listed entry: the listing's type says what it is, one `lstat` gives a file's size
+/// and mode, one `readlink` a link's target (both relative to the open directory).
+fn describe(dir: &impl std::os::fd::AsFd, name: &OsStr, listed_type: FileType) -> std::io::Result<Listed> {
+    let mut file_type = listed_type;
+    let mut stat = None;
+    if matches!(file_type, FileType::RegularFile | FileType::Unknown) {
+        let s = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
+        // Possibly replaced since the directory was read: describe it as it is now.
+        file_type = FileType::from_raw_mode(s.st_mode);
+        stat = Some(s);
+    }
+    Ok(match (file_type, stat) {
+        (FileType::RegularFile, Some(s)) => {
+            Listed::File { size: u64::try_from(s.st_size).unwrap_or(0), executable: s.st_mode & 0o111 != 0 }
+        }
+        (FileType::Directory, _) => Listed::Dir,
+        (FileType::Symlink, _) => {
+            let target = rustix::fs::readlinkat(dir, name, Vec::new())?;
+            Listed::Symlink { target: OsString::from_vec(target.into_bytes()) }
+        }
+        _ => Listed::Other,
+    })
 }
 
 /// Lexically resolves `target` against the link's directory; absolute targets never stay inside,
@@ -301,11 +412,12 @@ pub fn symlink_stays_inside(link_archive_path: &str, target: &str) -> bool {
     true
 }
 
-fn root_aetherignore(root: &Path) -> Result<Gitignore, SelectionError> {
-    let mut builder = GitignoreBuilder::new(root);
-    let file = root.join(AETHERIGNORE);
-    if file.is_file()
-        && let Some(err) = builder.add(&file)
+/// The rules of one ignore file. A file that cannot be read is skipped, as git does; one with an
+/// invalid pattern is an error, so a typo never silently ships what it meant to exclude.
+fn ignore_rules(dir: &Path, file_name: &str) -> Result<Gitignore, SelectionError> {
+    let mut builder = GitignoreBuilder::new(dir);
+    if let Some(err) = builder.add(dir.join(file_name))
+        && !err.is_io()
     {
         return Err(SelectionError::InvalidIgnoreFile { message: err.to_string() });
     }

@@ -8,9 +8,9 @@ use std::os::unix::fs::{PermissionsExt as _, symlink};
 use std::path::Path;
 
 use aether_core::digest::sha256_hex;
-use aether_core::manifest::ManifestEntry;
+use aether_core::manifest::{Manifest, ManifestEntry};
 use aether_core::pack::{DEFAULT_MTIME, PackOptions, pack};
-use aether_core::selection::{SelectionError, SelectionOptions, select};
+use aether_core::selection::{SelectionError, SelectionOptions, Walker, select};
 use proptest::prelude::*;
 
 fn write(root: &Path, rel: &str, body: &str, mode: u32) {
@@ -24,12 +24,12 @@ fn options(root: &Path) -> SelectionOptions {
     SelectionOptions { root: root.to_path_buf(), node_modules: None, exclude: vec![root.join(".aether")] }
 }
 
-fn pack_dir(root: &Path, threads: usize, mtime: u64) -> (Vec<u8>, aether_core::manifest::Manifest) {
-    let selection = select(&options(root)).unwrap();
+fn pack_dir(root: &Path, threads: usize, mtime: u64) -> (Vec<u8>, Manifest) {
     let mut out = Vec::new();
     let opts = PackOptions { mtime, level: 6, threads };
-    let output = pack(&selection.entries, &opts, &mut out, &mut |_| {}).unwrap();
-    (out, output.manifest)
+    let walker = Walker::new(&options(root)).unwrap();
+    let packed = pack(walker, &opts, &mut out, Vec::new(), &mut |_| {}).unwrap();
+    (out, Manifest::from_json(&packed.manifest).unwrap())
 }
 
 fn paths(root: &Path) -> Vec<String> {
@@ -70,8 +70,8 @@ fn same_tree_gives_identical_bytes_whatever_path_mtime_order_umask_or_threads() 
     let (bytes_a, manifest_a) = pack_dir(a.path(), 1, DEFAULT_MTIME);
     let (bytes_b, _) = pack_dir(&b_root, 4, DEFAULT_MTIME);
     assert_eq!(bytes_a, bytes_b);
-    assert_eq!(manifest_a.digest, sha256_hex(&bytes_a));
-    assert_eq!(manifest_a.size_bytes, bytes_a.len() as u64);
+    assert_eq!(manifest_a.summary.digest, sha256_hex(&bytes_a));
+    assert_eq!(manifest_a.summary.size_bytes, bytes_a.len() as u64);
     let (bytes_c, _) = pack_dir(a.path(), 1, 1_700_000_000);
     assert_ne!(bytes_a, bytes_c, "SOURCE_DATE_EPOCH must reach the entries");
 }
@@ -84,7 +84,7 @@ fn archive_entries_are_normalised_and_sorted() {
     assert_eq!(&bytes[..10], &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3], "gzip header: mtime 0, no name");
     let mut tar_bytes = Vec::new();
     flate2::read::GzDecoder::new(&bytes[..]).read_to_end(&mut tar_bytes).unwrap();
-    assert_eq!(manifest.tar_sha256, sha256_hex(&tar_bytes));
+    assert_eq!(manifest.summary.tar_sha256, sha256_hex(&tar_bytes));
     let mut archive = tar::Archive::new(&tar_bytes[..]);
     let mut seen = Vec::new();
     let mut modes = BTreeMap::new();
@@ -120,7 +120,7 @@ fn archive_entries_are_normalised_and_sorted() {
             sha256: sha256_hex(b"console.log('hi')\n")
         }
     );
-    assert_eq!(manifest.total_files, 6);
+    assert_eq!(manifest.summary.total_files, 6);
 }
 
 #[test]

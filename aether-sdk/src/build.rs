@@ -1,12 +1,15 @@
 //! The local half of a deploy: detect -> install -> pack -> describe -> sign.
 
 use std::collections::BTreeMap;
+use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use aether_core::pack::{DEFAULT_MTIME, PackOptions};
+use aether_core::digest::HashingWriter;
+use aether_core::manifest::Summary;
+use aether_core::pack::{DEFAULT_MTIME, PackOptions, Packed};
 use aether_core::project::{self, NodeProject};
-use aether_core::selection::{self, EntryKind, SelectionOptions};
+use aether_core::selection::{EntryKind, PackEntry, SelectionOptions, Walker};
 use aether_core::signing::SigningKey;
 use serde::Serialize;
 
@@ -86,9 +89,20 @@ pub enum Phase {
 /// Progress, for frontends to render; the library itself never prints.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BuildEvent {
-    PhaseStarted { phase: Phase, detail: String },
-    PackProgress { bytes_done: u64, bytes_total: u64 },
-    PhaseFinished { phase: Phase, duration_ms: u64 },
+    PhaseStarted {
+        phase: Phase,
+        detail: String,
+    },
+    /// Regular files packed so far and their bytes; the total is not known in advance,
+    /// because entries are packed as the walk finds them.
+    PackProgress {
+        files_done: u64,
+        bytes_done: u64,
+    },
+    PhaseFinished {
+        phase: Phase,
+        duration_ms: u64,
+    },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -152,25 +166,28 @@ pub fn build(options: &BuildOptions, events: &mut dyn FnMut(BuildEvent)) -> Resu
     }
     let installed = install_dependencies(options, &project, &mut timer)?;
     let node_modules = installed.as_ref().map(|(i, _)| i.node_modules.clone());
-    let selection = selection::select(&SelectionOptions {
+    let selection = SelectionOptions {
         root: project.root.clone(),
         node_modules: node_modules.clone(),
         exclude: vec![out_dir.clone()],
-    })?;
-    let mut warnings = selection.warnings.clone();
-    warnings.extend(project::native_module_warnings(&selection.entries));
-
-    let staged = timer.run(Phase::Pack, ARTIFACT_NAME, |events| pack(options, &out_dir, &selection.entries, events))?;
-    // Large trees have tens of thousands of entries; the manifest holds what is still needed.
-    drop(selection);
+    };
+    let staged = timer.run(Phase::Pack, ARTIFACT_NAME, |events| pack(options, &out_dir, &selection, events))?;
+    let mut warnings = staged.warnings.clone();
     let node_modules_dir = node_modules.unwrap_or_else(|| project.root.join("node_modules"));
     let node_version = installed.as_ref().map(|(_, version)| version.clone());
-    let descriptions = timer.run(Phase::Describe, "manifest, SBOM, provenance", |_| {
-        describe::describe(options, &out_dir, &project, &staged.manifest, &node_modules_dir, node_version)
+    let descriptions = timer.run(Phase::Describe, "SBOM, provenance", |_| {
+        describe::describe(
+            options,
+            &project,
+            &staged.summary.digest,
+            &staged.manifest_sha256,
+            &node_modules_dir,
+            node_version,
+        )
     })?;
     warnings.extend(descriptions.warnings.iter().cloned());
 
-    let mut report = new_report(options, project, &staged.manifest, &descriptions, warnings);
+    let mut report = new_report(options, project, &staged.summary, &descriptions, warnings);
     report.install = installed.map(|(i, _)| InstallSummary { command: i.command, cached: i.cached });
     if !options.dry_run {
         timer.run(Phase::Write, "outputs", |_| persist(&out_dir, staged, descriptions, &mut report))?;
@@ -202,7 +219,7 @@ fn install_dependencies(
 fn new_report(
     options: &BuildOptions,
     project: NodeProject,
-    manifest: &aether_core::manifest::Manifest,
+    summary: &Summary,
     descriptions: &Descriptions,
     warnings: Vec<String>,
 ) -> BuildReport {
@@ -210,11 +227,11 @@ fn new_report(
         dry_run: options.dry_run,
         project,
         artifact: None,
-        digest: manifest.digest.clone(),
-        tar_sha256: manifest.tar_sha256.clone(),
-        size_bytes: manifest.size_bytes,
-        file_count: manifest.total_files,
-        total_file_bytes: manifest.total_file_bytes,
+        digest: summary.digest.clone(),
+        tar_sha256: summary.tar_sha256.clone(),
+        size_bytes: summary.size_bytes,
+        file_count: summary.total_files,
+        total_file_bytes: summary.total_file_bytes,
         manifest: None,
         sbom: None,
         signature: None,
@@ -235,16 +252,22 @@ fn detect(dir: &Path) -> Result<NodeProject, Error> {
     Ok(project::detect(&root)?)
 }
 
-/// The packed artifact, still in a temporary file until every output is ready.
+/// The packed artifact and its manifest, still in temporary files until every output is ready.
 struct Staged {
     file: Option<tempfile::NamedTempFile>,
-    manifest: aether_core::manifest::Manifest,
+    manifest_file: Option<tempfile::NamedTempFile>,
+    manifest_sha256: String,
+    summary: Summary,
+    /// Entries left out, then native modules packed.
+    warnings: Vec<String>,
 }
 
+/// Selects and packs in one stream, writing the manifest as entries go in: neither the file
+/// list nor the manifest is ever held whole in memory. A dry run packs into sinks.
 fn pack(
     options: &BuildOptions,
     out_dir: &Path,
-    entries: &[selection::PackEntry],
+    selection: &SelectionOptions,
     events: &mut dyn FnMut(BuildEvent),
 ) -> Result<Staged, Error> {
     let pack_options = PackOptions {
@@ -252,24 +275,40 @@ fn pack(
         level: aether_core::pack::DEFAULT_LEVEL,
         threads: options.threads.max(1),
     };
-    let bytes_total: u64 =
-        entries.iter().map(|e| if let EntryKind::File { size, .. } = e.kind { size } else { 0 }).sum();
-    let mut bytes_done = 0;
-    let mut progress = |n: u64| {
-        bytes_done += n;
-        events(BuildEvent::PackProgress { bytes_done, bytes_total });
+    let mut walker = Walker::new(selection)?;
+    let (mut files_done, mut bytes_done, mut native) = (0, 0, Vec::new());
+    let mut on_packed = |entry: &PackEntry| {
+        if let EntryKind::File { size, .. } = entry.kind {
+            files_done += 1;
+            bytes_done += size;
+            events(BuildEvent::PackProgress { files_done, bytes_done });
+        }
+        native.extend(project::native_module_warning(entry));
     };
-    if options.dry_run {
-        let output = aether_core::pack::pack(entries, &pack_options, std::io::sink(), &mut progress)?;
-        return Ok(Staged { file: None, manifest: output.manifest });
-    }
-    let file = tempfile::Builder::new()
-        .prefix(".app.tar.gz.")
-        .tempfile_in(out_dir)
-        .map_err(Error::io("cannot create a file in", out_dir))?;
-    let writer = std::io::BufWriter::with_capacity(256 * 1024, file.as_file());
-    let output = aether_core::pack::pack(entries, &pack_options, writer, &mut progress)?;
-    Ok(Staged { file: Some(file), manifest: output.manifest })
+    let mut staged = if options.dry_run {
+        let manifest = HashingWriter::new(std::io::sink());
+        let packed = aether_core::pack::pack(&mut walker, &pack_options, std::io::sink(), manifest, &mut on_packed)?;
+        let manifest_sha256 = packed.manifest.finish().1;
+        Staged { file: None, manifest_file: None, manifest_sha256, summary: packed.summary, warnings: Vec::new() }
+    } else {
+        let temp = |prefix: &str| {
+            tempfile::Builder::new()
+                .prefix(prefix)
+                .tempfile_in(out_dir)
+                .map_err(Error::io("cannot create a file in", out_dir))
+        };
+        let (file, manifest_file) = (temp(".app.tar.gz.")?, temp(".manifest.")?);
+        let writer = BufWriter::with_capacity(256 * 1024, file.as_file());
+        let manifest = HashingWriter::new(BufWriter::new(manifest_file.as_file()));
+        let Packed { summary, manifest, .. } =
+            aether_core::pack::pack(&mut walker, &pack_options, writer, manifest, &mut on_packed)?;
+        let (buffered, manifest_sha256, _) = manifest.finish();
+        buffered.into_inner().map_err(|e| Error::io("cannot write the manifest in", out_dir)(e.into_error()))?;
+        Staged { file: Some(file), manifest_file: Some(manifest_file), manifest_sha256, summary, warnings: Vec::new() }
+    };
+    staged.warnings = walker.into_warnings();
+    staged.warnings.append(&mut native);
+    Ok(staged)
 }
 
 /// Moves every output into place; stale sidecars from earlier builds are removed so no file
@@ -294,7 +333,7 @@ fn persist(out_dir: &Path, staged: Staged, descriptions: Descriptions, report: &
         write_atomically(&path, bytes, None)?;
         Ok(Some(path))
     };
-    if let Some(file) = descriptions.manifest_file {
+    if let Some(file) = staged.manifest_file {
         let path = sidecar(".manifest.json");
         file.as_file().sync_all().map_err(Error::io("cannot write", &path))?;
         file.persist(&path).map_err(|e| Error::io("cannot write", &path)(e.error))?;

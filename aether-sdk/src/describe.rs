@@ -1,10 +1,9 @@
-//! Describing a packed artifact: manifest, SBOM, provenance and signature, all as bytes in
-//! memory until the build writes them out together.
+//! Describing a packed artifact: SBOM, provenance and signature, all as bytes in memory until
+//! the build writes them out together with the artifact and the manifest packing wrote.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use aether_core::manifest::Manifest;
 use aether_core::pack::DEFAULT_MTIME;
 use aether_core::project::NodeProject;
 use aether_core::provenance::{NamedDigest, ProvenanceInput};
@@ -20,9 +19,7 @@ pub const BUILDER_ID: &str = concat!("https://aether.dev/builder/aether@", env!(
 
 #[derive(Debug, Default)]
 pub struct Descriptions {
-    /// The manifest, already written to a temporary file beside the outputs (none in a dry
-    /// run), and its SHA-256.
-    pub manifest_file: Option<tempfile::NamedTempFile>,
+    /// SHA-256 of the manifest file, which packing wrote.
     pub manifest_sha256: String,
     pub sbom_json: Option<Vec<u8>>,
     pub provenance_json: Option<Vec<u8>>,
@@ -34,51 +31,27 @@ pub struct Descriptions {
 
 pub fn describe(
     options: &BuildOptions,
-    out_dir: &Path,
     project: &NodeProject,
-    manifest: &Manifest,
+    digest: &str,
+    manifest_sha256: &str,
     node_modules: &Path,
     node_version: Option<String>,
 ) -> Result<Descriptions, Error> {
-    let (manifest_file, manifest_sha256) = write_manifest(options, out_dir, manifest)?;
     let lockfile_bytes = match project.lockfile.as_ref().filter(|l| l.kind.is_npm()) {
         Some(l) => Some(std::fs::read(&l.path).map_err(Error::io("cannot read", &l.path))?),
         None => None,
     };
-    let sbom_json = sbom_bytes(options, project, manifest, node_modules, lockfile_bytes.as_deref())?;
-    let mut out = Descriptions { manifest_file, manifest_sha256, sbom_json, ..Descriptions::default() };
-    out.provenance_json = provenance(options, project, manifest, &mut out, lockfile_bytes.as_deref(), node_version)?;
-    out.signature = options.signing_key.as_ref().map(|key| key.sign_digest(&manifest.digest).into_bytes());
+    let sbom_json = sbom_bytes(options, project, digest, node_modules, lockfile_bytes.as_deref())?;
+    let mut out = Descriptions { manifest_sha256: manifest_sha256.to_owned(), sbom_json, ..Descriptions::default() };
+    out.provenance_json = provenance(options, project, digest, &mut out, lockfile_bytes.as_deref(), node_version)?;
+    out.signature = options.signing_key.as_ref().map(|key| key.sign_digest(digest).into_bytes());
     Ok(out)
-}
-
-/// Streams the manifest to a temporary file (or nowhere, in a dry run) while hashing it.
-fn write_manifest(
-    options: &BuildOptions,
-    out_dir: &Path,
-    manifest: &Manifest,
-) -> Result<(Option<tempfile::NamedTempFile>, String), Error> {
-    let encode = |e: serde_json::Error| Error::io("cannot write the manifest in", out_dir)(std::io::Error::other(e));
-    if options.dry_run {
-        let mut sink = aether_core::digest::HashingWriter::new(std::io::sink());
-        manifest.write_json(&mut sink).map_err(encode)?;
-        return Ok((None, sink.finish().1));
-    }
-    let file = tempfile::Builder::new()
-        .prefix(".manifest.")
-        .tempfile_in(out_dir)
-        .map_err(Error::io("cannot create a file in", out_dir))?;
-    let mut writer = aether_core::digest::HashingWriter::new(std::io::BufWriter::new(file.as_file()));
-    manifest.write_json(&mut writer).map_err(encode)?;
-    let (buffered, sha256, _) = writer.finish();
-    buffered.into_inner().map_err(|e| Error::io("cannot write the manifest in", out_dir)(e.into_error()))?;
-    Ok((Some(file), sha256))
 }
 
 fn sbom_bytes(
     options: &BuildOptions,
     project: &NodeProject,
-    manifest: &Manifest,
+    digest: &str,
     node_modules: &Path,
     lockfile_bytes: Option<&[u8]>,
 ) -> Result<Option<Vec<u8>>, Error> {
@@ -86,8 +59,7 @@ fn sbom_bytes(
         return Ok(None);
     }
     let packages = lockfile::installed_packages(lockfile_bytes, node_modules)?;
-    let subject =
-        sbom::SbomSubject { name: &project.name, version: &project.version, artifact_digest: &manifest.digest };
+    let subject = sbom::SbomSubject { name: &project.name, version: &project.version, artifact_digest: digest };
     let bytes = match options.sbom {
         SbomFormat::Legacy => sbom::legacy_json(&subject, &packages)?,
         _ => {
@@ -103,7 +75,7 @@ fn sbom_bytes(
 fn provenance(
     options: &BuildOptions,
     project: &NodeProject,
-    manifest: &Manifest,
+    digest: &str,
     out: &mut Descriptions,
     lockfile_bytes: Option<&[u8]>,
     node_version: Option<String>,
@@ -127,7 +99,7 @@ fn provenance(
         byproducts.push(NamedDigest { name: format!("{ARTIFACT_NAME}.sbom.json"), sha256: sha256_hex(sbom) });
     }
     let input = ProvenanceInput {
-        artifact: NamedDigest { name: ARTIFACT_NAME.to_owned(), sha256: manifest.digest.clone() },
+        artifact: NamedDigest { name: ARTIFACT_NAME.to_owned(), sha256: digest.to_owned() },
         project_name: project.name.clone(),
         project_version: project.version.clone(),
         start_command: project.start_command.clone(),

@@ -24,7 +24,7 @@ pub enum Error {
     #[error(transparent)]
     Selection(#[from] aether_core::selection::SelectionError),
     #[error(transparent)]
-    Pack(#[from] aether_core::pack::PackError),
+    Pack(aether_core::pack::PackError),
     #[error("cannot describe the installed packages")]
     Lockfile(#[from] aether_core::lockfile::LockfileError),
     #[error("cannot build the SBOM")]
@@ -81,6 +81,16 @@ pub enum Error {
     /// The request cannot work as given (e.g. no usable app name).
     #[error("{message}")]
     Usage { message: String },
+}
+
+impl From<aether_core::pack::PackError> for Error {
+    /// A selection error met while packing is reported as the selection error it is.
+    fn from(error: aether_core::pack::PackError) -> Self {
+        match error {
+            aether_core::pack::PackError::Select(error) => Self::Selection(error),
+            error => Self::Pack(error),
+        }
+    }
 }
 
 impl Error {

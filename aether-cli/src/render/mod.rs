@@ -43,14 +43,18 @@ impl Progress {
                 self.bar = Some(bar);
             }
             BuildEvent::PhaseStarted { phase: Phase::Pack, .. } => {
-                let style = ProgressStyle::with_template("Packing {bar:30} {bytes}/{total_bytes} ({bytes_per_sec})")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar());
-                self.bar = Some(ProgressBar::new(0).with_style(style));
+                // Files are packed as the walk finds them, so there is no total to show a bar
+                // against: a spinner with running counts instead.
+                let style = ProgressStyle::with_template("{spinner} Packing {msg} {bytes} ({bytes_per_sec})")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner());
+                let bar = ProgressBar::new_spinner().with_style(style);
+                bar.enable_steady_tick(Duration::from_millis(100));
+                self.bar = Some(bar);
             }
-            BuildEvent::PackProgress { bytes_done, bytes_total } => {
+            BuildEvent::PackProgress { files_done, bytes_done } => {
                 if let Some(bar) = &self.bar {
-                    bar.set_length(*bytes_total);
                     bar.set_position(*bytes_done);
+                    bar.set_message(format!("{files_done} files,"));
                 }
             }
             BuildEvent::PhaseFinished { .. } => self.finish(),

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use aether_core::digest::sha256_hex;
 use aether_core::pack::{PackOptions, pack};
-use aether_core::selection::{SelectionOptions, select};
+use aether_core::selection::{SelectionOptions, Walker};
 
 /// An HTTP server on `$PORT` that answers `<tag> <NODE_ENV>`, prints `said <query>` for
 /// `/say?<query>`, and prints `<tag> listening on <port>` once it listens.
@@ -34,10 +34,10 @@ pub fn pack_app(server_js: &str) -> (Vec<u8>, String) {
 
 fn pack_dir(root: &Path) -> (Vec<u8>, String) {
     let options = SelectionOptions { root: root.to_path_buf(), node_modules: None, exclude: Vec::new() };
-    let selection = select(&options).unwrap();
+    let walker = Walker::new(&options).unwrap();
     let mut bytes = Vec::new();
     let options = PackOptions { threads: 1, ..PackOptions::default() };
-    let output = pack(&selection.entries, &options, &mut bytes, &mut |_| {}).unwrap();
-    assert_eq!(output.digest(), sha256_hex(&bytes), "the manifest's digest is the blob's");
-    (bytes, output.digest().to_owned())
+    let digest = pack(walker, &options, &mut bytes, std::io::sink(), &mut |_| {}).unwrap().summary.digest;
+    assert_eq!(digest, sha256_hex(&bytes), "the summary's digest is the blob's");
+    (bytes, digest)
 }
