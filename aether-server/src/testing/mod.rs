@@ -1,3 +1,4 @@
 //! Test support shared by this crate's tests and the sdk's (feature `testing`).
 
 pub mod postgres;
+pub mod server;

@@ -2,50 +2,30 @@
 //! in-memory fake runtime, and helpers for authenticated requests.
 
 // Each test binary uses a different subset of the helpers.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use aether_core::digest::sha256_hex;
 use aether_core::signing::SigningKey;
-use aether_server::artifacts::local::LocalArtifactStore;
-use aether_server::config::ServerConfig;
 use aether_server::runtime::FakeRuntime;
-use aether_server::state::{AppState, Ports};
-use aether_server::store::SqlStore;
+use aether_server::state::AppState;
+use aether_server::testing::server::InProcessServer;
+pub use aether_server::testing::server::{ADMIN, DEPLOYER, READER, TestPorts};
 use reqwest::header::HeaderMap;
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{Value, json};
 
-pub const ADMIN: &str = "admin-token";
-pub const DEPLOYER: &str = "deploy-token";
-pub const READER: &str = "read-token";
-
 /// What the fallback answers for a path no route matches.
 pub const NO_SUCH_ROUTE: &str = "no such route";
 
-pub struct TestPorts;
-
-impl Ports for TestPorts {
-    type Store = SqlStore;
-    type Blobs = LocalArtifactStore;
-    type Runtime = FakeRuntime;
-}
-
+/// The in-process server plus a plain HTTP client and request helpers.
 pub struct TestServer {
     /// `http://127.0.0.1:<port>`, also the server's public URL.
     pub base: String,
     pub client: reqwest::Client,
     pub state: AppState<TestPorts>,
-    task: tokio::task::JoinHandle<()>,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    server: InProcessServer,
 }
 
 /// A response, read completely.
@@ -123,35 +103,14 @@ pub fn stranger_key() -> SigningKey {
 impl TestServer {
     /// Starts a server with the three test tokens plus `extra_env` (which may override them).
     pub async fn start(extra_env: &[(&str, &str)]) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("local addr");
-        let base = format!("http://{addr}");
-        let mut env: HashMap<String, String> = HashMap::new();
-        env.insert("AETHER_API_TOKENS".into(), format!("{ADMIN}:admin,{DEPLOYER}:deployer,{READER}:reader"));
-        env.insert("AETHER_LISTEN".into(), addr.to_string());
-        env.insert("AETHER_PUBLIC_URL".into(), base.clone());
-        env.insert("AETHER_DATA_DIR".into(), dir.path().display().to_string());
-        for (name, value) in extra_env {
-            env.insert((*name).to_owned(), (*value).to_owned());
-        }
-        let config = ServerConfig::from_env(|name| env.get(name).cloned()).expect("config");
-        let store = SqlStore::open_sqlite(&dir.path().join("aether.db")).await.expect("open sqlite");
-        store.migrate().await.expect("migrate");
-        let blobs =
-            LocalArtifactStore::new(dir.path().join("artifacts"), base.clone(), [0x5a; 32]).expect("artifact store");
-        let state = AppState::<TestPorts>::new(store, blobs, FakeRuntime::default(), config);
-        let router = aether_server::api::router(state.clone());
-        let task = tokio::spawn(async move {
-            axum::serve(listener, router).await.expect("server failed");
-        });
+        let server = InProcessServer::start(extra_env).await;
         let client = reqwest::Client::builder().no_proxy().build().expect("client");
-        Self { base, client, state, task, _dir: dir }
+        Self { base: server.base.clone(), client, state: server.state.clone(), server }
     }
 
     /// The server's `AETHER_DATA_DIR`.
     pub fn data_dir(&self) -> &std::path::Path {
-        self._dir.path()
+        self.server.data_dir()
     }
 
     pub fn runtime(&self) -> &FakeRuntime {
