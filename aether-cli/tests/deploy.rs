@@ -188,6 +188,43 @@ fn missing_package_json_is_a_usage_error() {
     let out = sb.run(&["deploy", "--pack-only", "/nonexistent/dir"], &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no package.json"));
+    // Without --pack-only too: the project is read before any server is asked.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let api = format!("http://{closed}");
+    let out = sb.run(&["deploy", "--format", "json"], &[("AETHER_API_BASE", api.as_str())]);
+    expect_error(&out, 2, "no_package_json");
+}
+
+/// The archive's entry names.
+fn tar_listing(artifact: &Path) -> Vec<String> {
+    let file = std::fs::File::open(artifact).unwrap();
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    archive.entries().unwrap().map(|e| e.unwrap().path().unwrap().display().to_string()).collect()
+}
+
+#[test]
+fn outputs_are_never_packed_wherever_they_go() {
+    let sb = Sandbox::new();
+    // Nothing in the sample's .gitignore may hide the outputs: only the exclusions must.
+    std::fs::remove_file(sb.project.join(".gitignore")).unwrap();
+    let into_project = ["deploy", "--pack-only", "--no-install", "--format", "json", "--out", "."];
+    let first = json(&sb.run(&into_project, &[]));
+    let second = json(&sb.run(&into_project, &[]));
+    assert_eq!(first["digest"], second["digest"], "an earlier build's outputs were packed");
+    let listing = tar_listing(&sb.project.join("app.tar.gz"));
+    assert!(listing.iter().all(|p| !p.starts_with("app.tar.gz") && !p.starts_with(".app.tar.gz")), "{listing:?}");
+
+    // The default .aether/ holds a build; packing elsewhere must not ship it.
+    for name in ["app.tar.gz", "app.tar.gz.manifest.json", "app.tar.gz.sbom.json", "app.tar.gz.provenance.json"] {
+        std::fs::remove_file(sb.project.join(name)).unwrap();
+    }
+    json(&sb.run(&["deploy", "--pack-only", "--no-install", "--format", "json"], &[]));
+    let elsewhere = sb.home.join("elsewhere");
+    let args = ["deploy", "--pack-only", "--no-install", "--format", "json", "--out", elsewhere.to_str().unwrap()];
+    let third = json(&sb.run(&args, &[]));
+    let listing = tar_listing(&elsewhere.join("app.tar.gz"));
+    assert!(listing.iter().all(|p| !p.starts_with(".aether")), "{listing:?}");
+    assert_eq!(third["digest"], first["digest"]);
 }
 
 #[test]

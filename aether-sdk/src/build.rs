@@ -169,7 +169,7 @@ pub fn build(options: &BuildOptions, events: &mut dyn FnMut(BuildEvent)) -> Resu
     let selection = SelectionOptions {
         root: project.root.clone(),
         node_modules: node_modules.clone(),
-        exclude: vec![out_dir.clone()],
+        exclude: output_paths(&project.root, &out_dir),
     };
     let staged = timer.run(Phase::Pack, ARTIFACT_NAME, |events| pack(options, &out_dir, &selection, events))?;
     let mut warnings = staged.warnings.clone();
@@ -244,7 +244,8 @@ fn new_report(
     }
 }
 
-fn detect(dir: &Path) -> Result<NodeProject, Error> {
+/// Reads the project at `dir`: an error when it is not a Node project.
+pub(crate) fn detect(dir: &Path) -> Result<NodeProject, Error> {
     let root = std::fs::canonicalize(dir).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => Error::Project(project::ProjectError::NoPackageJson { dir: dir.to_path_buf() }),
         _ => Error::io("cannot open the project directory", dir)(e),
@@ -275,7 +276,6 @@ fn pack(
         level: aether_core::pack::DEFAULT_LEVEL,
         threads: options.threads.max(1),
     };
-    let mut walker = Walker::new(selection)?;
     let (mut files_done, mut bytes_done, mut native) = (0, 0, Vec::new());
     let mut on_packed = |entry: &PackEntry| {
         if let EntryKind::File { size, .. } = entry.kind {
@@ -286,10 +286,12 @@ fn pack(
         native.extend(project::native_module_warning(entry));
     };
     let mut staged = if options.dry_run {
+        let mut walker = Walker::new(selection)?;
         let manifest = HashingWriter::new(std::io::sink());
         let packed = aether_core::pack::pack(&mut walker, &pack_options, std::io::sink(), manifest, &mut on_packed)?;
         let manifest_sha256 = packed.manifest.finish().1;
-        Staged { file: None, manifest_file: None, manifest_sha256, summary: packed.summary, warnings: Vec::new() }
+        let warnings = walker.into_warnings();
+        Staged { file: None, manifest_file: None, manifest_sha256, summary: packed.summary, warnings }
     } else {
         let temp = |prefix: &str| {
             tempfile::Builder::new()
@@ -298,17 +300,31 @@ fn pack(
                 .map_err(Error::io("cannot create a file in", out_dir))
         };
         let (file, manifest_file) = (temp(".app.tar.gz.")?, temp(".manifest.")?);
+        // The files being written are not packed either, even when the output directory is
+        // the project itself.
+        let mut selection = selection.clone();
+        selection.exclude.extend([file.path().to_path_buf(), manifest_file.path().to_path_buf()]);
+        let mut walker = Walker::new(&selection)?;
         let writer = BufWriter::with_capacity(256 * 1024, file.as_file());
         let manifest = HashingWriter::new(BufWriter::new(manifest_file.as_file()));
         let Packed { summary, manifest, .. } =
             aether_core::pack::pack(&mut walker, &pack_options, writer, manifest, &mut on_packed)?;
         let (buffered, manifest_sha256, _) = manifest.finish();
         buffered.into_inner().map_err(|e| Error::io("cannot write the manifest in", out_dir)(e.into_error()))?;
-        Staged { file: Some(file), manifest_file: Some(manifest_file), manifest_sha256, summary, warnings: Vec::new() }
+        let warnings = walker.into_warnings();
+        Staged { file: Some(file), manifest_file: Some(manifest_file), manifest_sha256, summary, warnings }
     };
-    staged.warnings = walker.into_warnings();
     staged.warnings.append(&mut native);
     Ok(staged)
+}
+
+/// What a build never packs: the output directory and `<project>/.aether` (the default one,
+/// which may hold an earlier build's outputs), and the output files themselves, which matters
+/// when the output directory is the project.
+fn output_paths(root: &Path, out_dir: &Path) -> Vec<PathBuf> {
+    let mut paths = vec![out_dir.to_path_buf(), root.join(DEFAULT_OUT_DIR), out_dir.join(ARTIFACT_NAME)];
+    paths.extend(SIDECARS.iter().map(|suffix| out_dir.join(format!("{ARTIFACT_NAME}{suffix}"))));
+    paths
 }
 
 /// Moves every output into place; stale sidecars from earlier builds are removed so no file

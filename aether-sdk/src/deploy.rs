@@ -108,7 +108,9 @@ pub async fn deploy(
         return Err(Error::Usage { message: "a dry run builds nothing to deploy".into() });
     }
     aether_core::api::validate_env(&options.env).map_err(|message| Error::Usage { message })?;
-    // Ask the server first: a wrong token or an unreachable server should fail in
+    // A directory that is not a Node project is a usage error wherever the server is.
+    crate::build::detect(&options.build.project_dir)?;
+    // Then ask the server: a wrong token or an unreachable server should fail in
     // milliseconds, not after the install and pack.
     let existing_apps = client.list_apps().await?;
     let build_report = run_build(options.build, &mut events).await?;
