@@ -127,8 +127,18 @@ fn dry_run_reports_the_digest_without_writing() {
     assert_eq!(dry["dry_run"], true);
     assert!(dry["artifact"].is_null() && dry["manifest"].is_null() && dry["signature"].is_null());
     assert!(!sb.project.join(".aether").exists());
+    // It says what would ship: every entry, as the manifest will list it.
+    let entries = dry["entries"].as_array().unwrap();
+    let server_js = entries.iter().find(|e| e["path"] == "server.js").unwrap();
+    assert_eq!(server_js["size"], std::fs::metadata(sb.project.join("server.js")).unwrap().len());
+    assert!(entries.iter().any(|e| e["path"] == "node_modules/ms/index.js"));
+    let text = String::from_utf8(sb.run(&["deploy", "--dry-run"], &[]).stdout).unwrap();
+    assert!(text.starts_with("Would pack sample-node@1.0.0") && text.contains(" server.js\n"), "{text}");
     let packed = json(&sb.run(&["deploy", "--pack-only", "--format", "json", "--no-sbom"], &[]));
     assert_eq!(dry["digest"], packed["digest"]);
+    assert!(packed.get("entries").is_none(), "a real build points to its manifest instead");
+    let manifest = read_json(&packed["manifest"]);
+    assert_eq!(&manifest["entries"], &dry["entries"]);
     assert!(packed["sbom"].is_null() && packed["signature"].is_null());
     let provenance: Value =
         serde_json::from_slice(&std::fs::read(packed["provenance"].as_str().unwrap()).unwrap()).unwrap();
@@ -242,6 +252,9 @@ fn bad_config_and_bad_keys_are_config_errors() {
 
     expect_error(&sb.run(&args, &[("SOURCE_DATE_EPOCH", "yesterday")]), 10, "invalid_variable");
     std::fs::create_dir_all(sb.home.join("config/aether")).unwrap();
+    std::fs::write(sb.home.join("config/aether/config.toml"), "signing_key = \"zz\"\n").unwrap();
+    let from_config = expect_error(&sb.run(&args, &[]), 10, "invalid_signing_key");
+    assert!(from_config.contains("signing_key in") && from_config.contains("config.toml"), "{from_config}");
     std::fs::write(sb.home.join("config/aether/config.toml"), "namespace = [unclosed").unwrap();
     let message = expect_error(&sb.run(&args, &[]), 10, "invalid_config");
     assert!(message.contains("config.toml"), "{message}");
@@ -261,6 +274,7 @@ fn npm_failure_is_a_runtime_error_with_its_stderr() {
     let message = expect_error(&sb.run(&["deploy", "--pack-only", "--format", "json"], &[]), 20, "command_failed");
     assert!(message.contains("npm ci --omit=dev"), "{message}");
     assert!(message.contains("npm error"), "npm's own stderr is shown: {message}");
+    assert!(message.contains("Missing: left-pad"), "the cause, not npm's usage text, is shown: {message}");
     assert!(!sb.project.join(".aether/app.tar.gz").exists());
 }
 
@@ -379,4 +393,37 @@ fn namespace_comes_from_the_environment_over_the_config_file() {
     assert_eq!(v["namespace"], "team-a");
     let statement: Value = serde_json::from_slice(&std::fs::read(v["provenance"].as_str().unwrap()).unwrap()).unwrap();
     assert_eq!(statement["predicate"]["buildDefinition"]["externalParameters"]["namespace"], "team-a");
+}
+
+fn read_json(path: &Value) -> Value {
+    serde_json::from_slice(&std::fs::read(path.as_str().unwrap()).unwrap()).unwrap()
+}
+
+#[test]
+fn provenance_and_sbom_describe_what_was_really_used() {
+    let sb = Sandbox::new();
+    let installed = json(&sb.run(&["deploy", "--pack-only", "--format", "json"], &[]));
+    let provenance = read_json(&installed["provenance"]);
+    let definition = &provenance["predicate"]["buildDefinition"];
+    assert!(definition["internalParameters"]["install"].as_str().unwrap().starts_with("npm ci --omit=dev"));
+    let lock_sha = sha256_file(&sb.project.join("package-lock.json"));
+    assert_eq!(
+        definition["resolvedDependencies"][0],
+        serde_json::json!({"name": "package-lock.json", "digest": {"sha256": lock_sha}})
+    );
+    let sbom = read_json(&installed["sbom"]);
+    assert_eq!(sbom["dependencies"][0]["dependsOn"], serde_json::json!(["pkg:npm/ms@2.1.3"]));
+
+    // A yarn project packed as found: its lockfile is recorded, nothing claims an install, and
+    // the SBOM lists no package the artifact does not hold.
+    std::fs::remove_file(sb.project.join("package-lock.json")).unwrap();
+    std::fs::write(sb.project.join("yarn.lock"), "# yarn lockfile v1\n").unwrap();
+    let as_found = json(&sb.run(&["deploy", "--pack-only", "--no-install", "--format", "json"], &[]));
+    let definition = read_json(&as_found["provenance"])["predicate"]["buildDefinition"].clone();
+    assert_eq!(definition["internalParameters"]["install"], aether_core::provenance::NOT_INSTALLED);
+    let yarn_sha = sha256_file(&sb.project.join("yarn.lock"));
+    assert_eq!(definition["resolvedDependencies"][0]["name"], "yarn.lock");
+    assert_eq!(definition["resolvedDependencies"][0]["digest"]["sha256"], yarn_sha);
+    let sbom = read_json(&as_found["sbom"]);
+    assert_eq!(sbom["components"], serde_json::json!([]), "{sbom}");
 }

@@ -89,6 +89,28 @@ pub fn installed_packages(
     walk::walk(node_modules_dir)
 }
 
+/// The installed paths the app itself resolves its direct dependencies to: those of the
+/// lockfile's root entry (`packages[""]`), or of the project's `package.json` when there is no
+/// lockfile with one. Hoisted dependencies of dependencies are not among them.
+pub fn root_dependencies(
+    lockfile_json: Option<&[u8]>,
+    package_json: &[u8],
+    packages: &[InstalledPackage],
+) -> Vec<String> {
+    let installed: BTreeSet<String> = packages.iter().map(|p| p.path.clone()).collect();
+    let root_entry = lockfile_json
+        .and_then(|bytes| serde_json::from_slice::<Lockfile>(bytes).ok())
+        .and_then(|lockfile| lockfile.packages)
+        .and_then(|mut entries| entries.remove(""));
+    let names = match root_entry {
+        Some(root) => root.dependency_names(),
+        None => serde_json::from_slice::<Manifest>(package_json)
+            .map(|m| dependency_names([&m.dependencies, &m.optional_dependencies, &m.peer_dependencies]))
+            .unwrap_or_default(),
+    };
+    resolve_all("", &names, &installed)
+}
+
 /// The part of a lockfile this module reads; unknown fields are ignored.
 #[derive(Debug, Deserialize)]
 struct Lockfile {
@@ -106,19 +128,12 @@ struct LockEntry {
     license: Option<Value>,
     resolved: Option<String>,
     link: bool,
-    dev: bool,
-    dev_optional: bool,
-    optional: bool,
     dependencies: Option<Value>,
     optional_dependencies: Option<Value>,
     peer_dependencies: Option<Value>,
 }
 
 impl LockEntry {
-    fn may_be_absent(&self) -> bool {
-        self.dev || self.dev_optional || self.optional
-    }
-
     fn dependency_names(&self) -> BTreeSet<String> {
         dependency_names([&self.dependencies, &self.optional_dependencies, &self.peer_dependencies])
     }
@@ -140,8 +155,9 @@ fn from_lockfile(
         };
         let target = if entry.link { entry.resolved.as_deref().and_then(|r| entries.get(r)) } else { None };
         let described = target.unwrap_or(entry);
-        let may_be_absent = entry.may_be_absent() || described.may_be_absent();
-        if may_be_absent && !node_modules_dir.join(relative).exists() {
+        // Only what is installed ships: omitted dev and optional entries, and everything when
+        // the tree is packed without its dependencies, are left out.
+        if !node_modules_dir.join(relative).exists() {
             continue;
         }
         kept.insert(key.as_str(), (entry, described));

@@ -8,6 +8,9 @@ pub const SLSA_PROVENANCE_V1: &str = "https://slsa.dev/provenance/v1";
 /// Identifies how Aether builds: `npm ci --omit=dev` then a deterministic tar.gz.
 pub const BUILD_TYPE: &str = "https://aether.dev/build/node-pack/v1";
 
+/// `internalParameters.install` when nothing was installed (`--no-install`).
+pub const NOT_INSTALLED: &str = "none: the tree was packed as found";
+
 /// A file referred to by name and SHA-256.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct NamedDigest {
@@ -26,6 +29,8 @@ pub struct ProvenanceInput {
     pub lockfile: Option<NamedDigest>,
     pub node_version: Option<String>,
     pub npm_version: Option<String>,
+    /// The command that installed `node_modules`; `None` when the tree was packed as found.
+    pub install_command: Option<String>,
     /// e.g. `https://aether.dev/builder/aether-cli@0.1.0`.
     pub builder_id: String,
     /// The SBOM and manifest files as written.
@@ -65,7 +70,10 @@ pub fn statement(input: &ProvenanceInput) -> Value {
             "buildDefinition": {
                 "buildType": BUILD_TYPE,
                 "externalParameters": external,
-                "internalParameters": { "install": "npm ci --omit=dev", "archive": "tar+gzip, sorted, mtime fixed, uid/gid 0" },
+                "internalParameters": {
+                    "install": input.install_command.as_deref().unwrap_or(NOT_INSTALLED),
+                    "archive": "tar+gzip, sorted, mtime fixed, uid/gid 0",
+                },
                 "resolvedDependencies": dependencies,
             },
             "runDetails": {
@@ -96,6 +104,7 @@ mod tests {
             lockfile: Some(NamedDigest { name: "package-lock.json".into(), sha256: "b".repeat(64) }),
             node_version: Some("v20.20.2".into()),
             npm_version: Some("11.19.1".into()),
+            install_command: Some("npm ci --omit=dev".into()),
             builder_id: "https://aether.dev/builder/aether-cli@0.1.0".into(),
             byproducts: vec![NamedDigest { name: "app.tar.gz.sbom.json".into(), sha256: "c".repeat(64) }],
             source_date_epoch: Some(0),
@@ -116,6 +125,9 @@ mod tests {
         assert_eq!(deps[2]["uri"], "pkg:generic/npm@11.19.1");
         assert_eq!(s["predicate"]["runDetails"]["builder"]["id"], "https://aether.dev/builder/aether-cli@0.1.0");
         assert_eq!(s["predicate"]["runDetails"]["byproducts"][0]["digest"]["sha256"], "c".repeat(64));
+        assert_eq!(s["predicate"]["buildDefinition"]["internalParameters"]["install"], "npm ci --omit=dev");
+        let packed_as_found = statement(&ProvenanceInput { install_command: None, ..input() });
+        assert_eq!(packed_as_found["predicate"]["buildDefinition"]["internalParameters"]["install"], NOT_INSTALLED);
     }
 
     #[test]

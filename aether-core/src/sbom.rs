@@ -43,6 +43,9 @@ pub struct SbomSubject<'a> {
     pub version: &'a str,
     /// Lowercase hex SHA-256 of the artifact; also seeds the serial number.
     pub artifact_digest: &'a str,
+    /// Paths of the installed packages the app depends on directly (see
+    /// [`crate::lockfile::root_dependencies`]): the root's `dependsOn`.
+    pub dependencies: &'a [String],
 }
 
 /// Why an SBOM could not be produced.
@@ -88,7 +91,7 @@ pub fn cyclonedx_json(
         components: Some(Components(components)),
         services: None,
         external_references: None,
-        dependencies: Some(dependency_graph(&root_ref, packages, &refs)),
+        dependencies: Some(dependency_graph(&root_ref, subject.dependencies, packages, &refs)),
         compositions: None,
         properties: None,
         vulnerabilities: None,
@@ -222,9 +225,14 @@ fn tools() -> Tools {
 }
 
 /// One entry per component plus the root (first), sorted by ref, each `dependsOn` sorted.
-fn dependency_graph(root_ref: &str, packages: &[InstalledPackage], refs: &BTreeMap<&str, String>) -> Dependencies {
-    let top_level = packages.iter().filter(|p| is_top_level(&p.path)).filter_map(|p| refs.get(p.path.as_str()));
-    let mut graph = vec![dependency(root_ref, top_level)];
+fn dependency_graph(
+    root_ref: &str,
+    root_dependencies: &[String],
+    packages: &[InstalledPackage],
+    refs: &BTreeMap<&str, String>,
+) -> Dependencies {
+    let direct = root_dependencies.iter().filter_map(|path| refs.get(path.as_str()));
+    let mut graph = vec![dependency(root_ref, direct)];
     let mut entries: Vec<Dependency> = packages
         .iter()
         .filter_map(|package| {
@@ -240,9 +248,4 @@ fn dependency_graph(root_ref: &str, packages: &[InstalledPackage], refs: &BTreeM
 fn dependency<'a>(bom_ref: &str, depends_on: impl Iterator<Item = &'a String>) -> Dependency {
     let depends_on: BTreeSet<String> = depends_on.cloned().collect();
     Dependency { dependency_ref: bom_ref.to_owned(), dependencies: depends_on.into_iter().collect() }
-}
-
-/// `node_modules/<name>` or `node_modules/@scope/<name>`: what the app itself resolves.
-fn is_top_level(path: &str) -> bool {
-    path.strip_prefix("node_modules/").is_some_and(|rest| !rest.contains("/node_modules/"))
 }

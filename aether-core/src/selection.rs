@@ -69,7 +69,7 @@ pub struct Selection {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SelectionError {
-    #[error("symlink {path} points outside the packed tree (target {target:?})")]
+    #[error("{}", escape_message(.path, .target))]
     SymlinkEscapes { path: String, target: String },
     #[error("path {path:?} is not valid UTF-8; rename it or list it in .aetherignore")]
     NonUtf8Path { path: PathBuf },
@@ -388,6 +388,15 @@ fn describe(dir: &impl std::os::fd::AsFd, name: &OsStr, listed_type: FileType) -
         }
         _ => Listed::Other,
     })
+}
+
+fn escape_message(path: &str, target: &str) -> String {
+    if target.starts_with('/') {
+        // Even a target inside the tree: the tree is unpacked somewhere else.
+        format!("symlink {path} has an absolute target {target:?}; only relative links that stay in the tree can ship")
+    } else {
+        format!("symlink {path} points outside the packed tree (target {target:?})")
+    }
 }
 
 /// Lexically resolves `target` against the link's directory; absolute targets never stay inside,

@@ -209,6 +209,7 @@ fn symlink_escaping_the_tree_is_an_error_naming_it() {
     symlink("/etc/hosts", dir.path().join("hosts")).unwrap();
     let err = select(&options(dir.path())).unwrap_err();
     assert!(err.to_string().contains("hosts"), "{err}");
+    assert!(err.to_string().contains("absolute target"), "{err}");
 }
 
 fn file_tree() -> impl Strategy<Value = BTreeMap<String, String>> {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use aether_core::digest::HashingWriter;
-use aether_core::manifest::Summary;
+use aether_core::manifest::{Manifest, ManifestEntry, Summary};
 use aether_core::pack::{DEFAULT_MTIME, PackOptions, Packed};
 use aether_core::project::{self, NodeProject};
 use aether_core::selection::{EntryKind, PackEntry, SelectionOptions, Walker};
@@ -132,6 +132,9 @@ pub struct BuildReport {
     pub install: Option<InstallSummary>,
     pub warnings: Vec<String>,
     pub durations_ms: BTreeMap<Phase, u64>,
+    /// A dry run's answer to "what would be packed": every entry, as the manifest would list it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entries: Option<Vec<ManifestEntry>>,
 }
 
 struct Timer<'a> {
@@ -171,24 +174,26 @@ pub fn build(options: &BuildOptions, events: &mut dyn FnMut(BuildEvent)) -> Resu
         node_modules: node_modules.clone(),
         exclude: output_paths(&project.root, &out_dir),
     };
-    let staged = timer.run(Phase::Pack, ARTIFACT_NAME, |events| pack(options, &out_dir, &selection, events))?;
+    let mut staged = timer.run(Phase::Pack, ARTIFACT_NAME, |events| pack(options, &out_dir, &selection, events))?;
     let mut warnings = staged.warnings.clone();
     let node_modules_dir = node_modules.unwrap_or_else(|| project.root.join("node_modules"));
     let node_version = installed.as_ref().map(|(_, version)| version.clone());
     let descriptions = timer.run(Phase::Describe, "SBOM, provenance", |_| {
-        describe::describe(
-            options,
-            &project,
-            &staged.summary.digest,
-            &staged.manifest_sha256,
-            &node_modules_dir,
+        let built = describe::Built {
+            project: &project,
+            digest: &staged.summary.digest,
+            manifest_sha256: &staged.manifest_sha256,
+            node_modules: &node_modules_dir,
             node_version,
-        )
+            install_command: installed.as_ref().map(|(i, _)| i.command.clone()),
+        };
+        describe::describe(options, built)
     })?;
     warnings.extend(descriptions.warnings.iter().cloned());
 
     let mut report = new_report(options, project, &staged.summary, &descriptions, warnings);
     report.install = installed.map(|(i, _)| InstallSummary { command: i.command, cached: i.cached });
+    report.entries = staged.entries.take();
     if !options.dry_run {
         timer.run(Phase::Write, "outputs", |_| persist(&out_dir, staged, descriptions, &mut report))?;
     }
@@ -208,7 +213,7 @@ fn install_dependencies(
     }
     let detail = format!("npm {}", install::npm_args(project).join(" "));
     let version = crate::toolchain::node_version(Instant::now() + Duration::from_secs(30)).map_err(|e| {
-        Error::CommandFailed { command: "node --version".into(), status: format!("{e:?}"), stderr_tail: String::new() }
+        Error::CommandFailed { command: "node --version".into(), status: e.to_string(), stderr_tail: String::new() }
     })?;
     let installed = timer.run(Phase::Install, &detail, |_| {
         install::install(project, &options.cache_dir, &version, &options.npm_program)
@@ -241,6 +246,7 @@ fn new_report(
         install: None,
         warnings,
         durations_ms: BTreeMap::new(),
+        entries: None,
     }
 }
 
@@ -261,6 +267,8 @@ struct Staged {
     summary: Summary,
     /// Entries left out, then native modules packed.
     warnings: Vec<String>,
+    /// What was packed, kept only by a dry run, which reports it.
+    entries: Option<Vec<ManifestEntry>>,
 }
 
 /// Selects and packs in one stream, writing the manifest as entries go in: neither the file
@@ -287,11 +295,16 @@ fn pack(
     };
     let mut staged = if options.dry_run {
         let mut walker = Walker::new(selection)?;
-        let manifest = HashingWriter::new(std::io::sink());
+        // The manifest stays in memory: a dry run reports every entry it would pack.
+        let manifest = HashingWriter::new(Vec::new());
         let packed = aether_core::pack::pack(&mut walker, &pack_options, std::io::sink(), manifest, &mut on_packed)?;
-        let manifest_sha256 = packed.manifest.finish().1;
+        let (manifest, manifest_sha256, _) = packed.manifest.finish();
+        let entries = Manifest::from_json(&manifest)
+            .map_err(|e| Error::io("cannot read back the manifest of", out_dir)(e.into()))?
+            .entries;
         let warnings = walker.into_warnings();
-        Staged { file: None, manifest_file: None, manifest_sha256, summary: packed.summary, warnings }
+        let summary = packed.summary;
+        Staged { file: None, manifest_file: None, manifest_sha256, summary, warnings, entries: Some(entries) }
     } else {
         let temp = |prefix: &str| {
             tempfile::Builder::new()
@@ -312,7 +325,14 @@ fn pack(
         let (buffered, manifest_sha256, _) = manifest.finish();
         buffered.into_inner().map_err(|e| Error::io("cannot write the manifest in", out_dir)(e.into_error()))?;
         let warnings = walker.into_warnings();
-        Staged { file: Some(file), manifest_file: Some(manifest_file), manifest_sha256, summary, warnings }
+        Staged {
+            file: Some(file),
+            manifest_file: Some(manifest_file),
+            manifest_sha256,
+            summary,
+            warnings,
+            entries: None,
+        }
     };
     staged.warnings.append(&mut native);
     Ok(staged)

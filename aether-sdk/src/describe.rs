@@ -29,37 +29,55 @@ pub struct Descriptions {
     pub warnings: Vec<String>,
 }
 
-pub fn describe(
-    options: &BuildOptions,
-    project: &NodeProject,
-    digest: &str,
-    manifest_sha256: &str,
-    node_modules: &Path,
-    node_version: Option<String>,
-) -> Result<Descriptions, Error> {
-    let lockfile_bytes = match project.lockfile.as_ref().filter(|l| l.kind.is_npm()) {
+/// What installing and packing established, for the descriptions.
+#[derive(Debug)]
+pub struct Built<'a> {
+    pub project: &'a NodeProject,
+    pub digest: &'a str,
+    pub manifest_sha256: &'a str,
+    /// Where the packed `node_modules` was read from.
+    pub node_modules: &'a Path,
+    /// The Node version the dependencies were installed for, when they were installed.
+    pub node_version: Option<String>,
+    /// The command that installed them; `None` when the tree was packed as found.
+    pub install_command: Option<String>,
+}
+
+pub fn describe(options: &BuildOptions, built: Built<'_>) -> Result<Descriptions, Error> {
+    let project = built.project;
+    // Every lockfile kind is recorded in provenance; only npm's are read for the SBOM.
+    let lockfile_bytes = match project.lockfile.as_ref() {
         Some(l) => Some(std::fs::read(&l.path).map_err(Error::io("cannot read", &l.path))?),
         None => None,
     };
-    let sbom_json = sbom_bytes(options, project, digest, node_modules, lockfile_bytes.as_deref())?;
-    let mut out = Descriptions { manifest_sha256: manifest_sha256.to_owned(), sbom_json, ..Descriptions::default() };
-    out.provenance_json = provenance(options, project, digest, &mut out, lockfile_bytes.as_deref(), node_version)?;
-    out.signature = options.signing_key.as_ref().map(|key| key.sign_digest(digest).into_bytes());
+    let npm_lockfile = lockfile_bytes.as_deref().filter(|_| project.lockfile.as_ref().is_some_and(|l| l.kind.is_npm()));
+    let sbom_json = sbom_bytes(options, &built, npm_lockfile)?;
+    let mut out =
+        Descriptions { manifest_sha256: built.manifest_sha256.to_owned(), sbom_json, ..Descriptions::default() };
+    out.provenance_json = provenance(options, &built, &mut out, lockfile_bytes.as_deref())?;
+    out.signature = options.signing_key.as_ref().map(|key| key.sign_digest(built.digest).into_bytes());
     Ok(out)
 }
 
 fn sbom_bytes(
     options: &BuildOptions,
-    project: &NodeProject,
-    digest: &str,
-    node_modules: &Path,
-    lockfile_bytes: Option<&[u8]>,
+    built: &Built<'_>,
+    npm_lockfile: Option<&[u8]>,
 ) -> Result<Option<Vec<u8>>, Error> {
     if options.sbom == SbomFormat::None {
         return Ok(None);
     }
-    let packages = lockfile::installed_packages(lockfile_bytes, node_modules)?;
-    let subject = sbom::SbomSubject { name: &project.name, version: &project.version, artifact_digest: digest };
+    let project = built.project;
+    let packages = lockfile::installed_packages(npm_lockfile, built.node_modules)?;
+    let package_json_path = project.root.join("package.json");
+    let package_json = std::fs::read(&package_json_path).map_err(Error::io("cannot read", &package_json_path))?;
+    let direct = lockfile::root_dependencies(npm_lockfile, &package_json, &packages);
+    let subject = sbom::SbomSubject {
+        name: &project.name,
+        version: &project.version,
+        artifact_digest: built.digest,
+        dependencies: &direct,
+    };
     let bytes = match options.sbom {
         SbomFormat::Legacy => sbom::legacy_json(&subject, &packages)?,
         _ => {
@@ -74,14 +92,15 @@ fn sbom_bytes(
 /// `require_provenance`, running out of time leaves a warning and a `timeout` note instead.
 fn provenance(
     options: &BuildOptions,
-    project: &NodeProject,
-    digest: &str,
+    built: &Built<'_>,
     out: &mut Descriptions,
     lockfile_bytes: Option<&[u8]>,
-    node_version: Option<String>,
 ) -> Result<Option<Vec<u8>>, Error> {
+    let project = built.project;
     let deadline = Instant::now() + options.provenance_timeout;
-    let probed = node_version
+    let probed = built
+        .node_version
+        .clone()
         .map(Ok)
         .unwrap_or_else(|| toolchain::node_version(deadline))
         .and_then(|node| toolchain::npm_version(deadline).map(|npm| (node, npm)));
@@ -99,7 +118,7 @@ fn provenance(
         byproducts.push(NamedDigest { name: format!("{ARTIFACT_NAME}.sbom.json"), sha256: sha256_hex(sbom) });
     }
     let input = ProvenanceInput {
-        artifact: NamedDigest { name: ARTIFACT_NAME.to_owned(), sha256: digest.to_owned() },
+        artifact: NamedDigest { name: ARTIFACT_NAME.to_owned(), sha256: built.digest.to_owned() },
         project_name: project.name.clone(),
         project_version: project.version.clone(),
         start_command: project.start_command.clone(),
@@ -110,6 +129,7 @@ fn provenance(
             .map(|(l, bytes)| NamedDigest { name: l.file_name.to_owned(), sha256: sha256_hex(bytes) }),
         node_version: node,
         npm_version: npm,
+        install_command: built.install_command.clone(),
         builder_id: BUILDER_ID.to_owned(),
         byproducts,
         source_date_epoch: options.source_date_epoch,

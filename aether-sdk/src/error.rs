@@ -39,7 +39,7 @@ pub enum Error {
     Config { path: PathBuf, message: String },
     #[error("invalid {variable}={value:?}: {message}")]
     InvalidVariable { variable: &'static str, value: String, message: String },
-    #[error("`{command}` failed ({status}); last lines of its output:\n{stderr_tail}")]
+    #[error("`{command}` failed ({status}){}", output_excerpt(.stderr_tail))]
     CommandFailed { command: String, status: String, stderr_tail: String },
     #[error("cannot run `{command}`: is it installed and on PATH?")]
     CommandNotFound {
@@ -81,6 +81,10 @@ pub enum Error {
     /// The request cannot work as given (e.g. no usable app name).
     #[error("{message}")]
     Usage { message: String },
+}
+
+fn output_excerpt(stderr: &str) -> String {
+    if stderr.is_empty() { String::new() } else { format!("; its error output:\n{stderr}") }
 }
 
 impl From<aether_core::pack::PackError> for Error {

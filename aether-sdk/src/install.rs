@@ -107,8 +107,32 @@ fn run_npm(npm: &str, args: &[&str], dir: &Path, command: &str) -> Result<(), Er
     if output.status.success() {
         return Ok(());
     }
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let lines: Vec<&str> = stderr.lines().collect();
-    let tail = lines[lines.len().saturating_sub(STDERR_TAIL_LINES)..].join("\n");
+    let tail = error_excerpt(&String::from_utf8_lossy(&output.stderr));
     Err(Error::CommandFailed { command: command.to_owned(), status: output.status.to_string(), stderr_tail: tail })
+}
+
+/// The part of npm's stderr that says why it failed: from its first `npm error` line (npm
+/// puts the cause first and may follow it with pages of usage text), else the last lines.
+fn error_excerpt(stderr: &str) -> String {
+    let lines: Vec<&str> = stderr.lines().collect();
+    let first_error = lines.iter().position(|l| l.starts_with("npm error") || l.starts_with("npm ERR!"));
+    let start = first_error.unwrap_or(lines.len().saturating_sub(STDERR_TAIL_LINES));
+    lines[start..].iter().take(STDERR_TAIL_LINES).copied().collect::<Vec<_>>().join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_excerpt_starts_at_npms_first_error_line() {
+        let usage: String = (0..40).map(|i| format!("npm error usage line {i}\n")).collect();
+        let stderr = format!("npm warn noise\nnpm error code EUSAGE\nnpm error Missing: left-pad@1.3.0\n{usage}");
+        let excerpt = error_excerpt(&stderr);
+        assert!(excerpt.starts_with("npm error code EUSAGE\nnpm error Missing: left-pad"), "{excerpt}");
+        assert_eq!(excerpt.lines().count(), STDERR_TAIL_LINES);
+        // No npm error line: the last lines.
+        let other: String = (0..30).map(|i| format!("line {i}\n")).collect();
+        assert!(error_excerpt(&other).starts_with("line 10\n"));
+    }
 }

@@ -4,10 +4,12 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Why a probe gave no answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProbeError {
     /// The deadline passed first; the child was killed.
+    #[error("it did not answer in time")]
     Timeout,
+    #[error("{0}")]
     Failed(String),
 }
 

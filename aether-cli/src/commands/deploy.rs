@@ -73,7 +73,10 @@ fn build_options(args: &DeployArgs) -> Result<BuildOptions, CliError> {
             (false, true) => SbomFormat::Legacy,
             (false, false) => SbomFormat::CycloneDx,
         },
-        signing_key: signing_key(env("AETHER_SIGNING_KEY").or(config.signing_key.clone()))?,
+        signing_key: match env("AETHER_SIGNING_KEY").filter(|v| !v.trim().is_empty()) {
+            Some(value) => signing_key(Some(value), "AETHER_SIGNING_KEY".to_owned())?,
+            None => signing_key(config.signing_key.clone(), format!("signing_key in {}", paths.config_file.display()))?,
+        },
         source_date_epoch: number_variable("SOURCE_DATE_EPOCH")?,
         cache_dir: paths.cache_dir.clone(),
         namespace: env("AETHER_DEFAULT_NAMESPACE").filter(|n| !n.is_empty()).or(config.namespace),
@@ -86,12 +89,14 @@ fn build_options(args: &DeployArgs) -> Result<BuildOptions, CliError> {
 }
 
 /// A key given inline as 64 hex characters, or the path of a file holding them.
-fn signing_key(value: Option<String>) -> Result<Option<SigningKey>, CliError> {
+/// The key from `value` (64 hex characters, or a path to a file holding them); `origin` names
+/// where `value` came from in error messages.
+fn signing_key(value: Option<String>, origin: String) -> Result<Option<SigningKey>, CliError> {
     let Some(value) = value.filter(|v| !v.trim().is_empty()) else { return Ok(None) };
     let trimmed = value.trim();
     let looks_inline = trimmed.len() == 64 && trimmed.bytes().all(|b| b.is_ascii_hexdigit());
     let (text, origin) = if looks_inline || !Path::new(trimmed).exists() {
-        (trimmed.to_owned(), "AETHER_SIGNING_KEY".to_owned())
+        (trimmed.to_owned(), origin)
     } else {
         let path = PathBuf::from(trimmed);
         let text = std::fs::read_to_string(&path).map_err(|e| {

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use aether_core::manifest::ManifestEntry;
 use aether_sdk::build::BuildReport;
 use serde_json::json;
 
@@ -36,6 +37,13 @@ pub(super) fn text_report(report: &BuildReport) -> String {
         let artifact = report.artifact.as_deref().map(|a| a.display().to_string()).unwrap_or_default();
         format!("Packed {}@{} -> {artifact}\n", p.name, p.version)
     };
+    for entry in report.entries.iter().flatten() {
+        match entry {
+            ManifestEntry::File { path, size, .. } => out.push_str(&format!("  {:>10}  {path}\n", bytes(*size))),
+            ManifestEntry::Symlink { path, target } => out.push_str(&format!("  {:>10}  {path} -> {target}\n", "link")),
+            ManifestEntry::Dir { .. } => {}
+        }
+    }
     let mut row = |label: &str, value: String| out.push_str(&format!("  {label:<11}{value}\n"));
     row("digest", format!("sha256:{}", report.digest));
     row(
@@ -71,7 +79,7 @@ pub(super) fn text_report(report: &BuildReport) -> String {
 
 /// The build's fields of the JSON report, which the deploy report extends.
 pub(super) fn build_json(report: &BuildReport, namespace: Option<&str>) -> serde_json::Value {
-    json!({
+    let mut value = json!({
         "dry_run": report.dry_run,
         "artifact": path_json(report.artifact.as_deref()),
         "digest": report.digest,
@@ -90,5 +98,9 @@ pub(super) fn build_json(report: &BuildReport, namespace: Option<&str>) -> serde
         "namespace": namespace,
         "install": report.install,
         "durations_ms": report.durations_ms,
-    })
+    });
+    if let Some(entries) = &report.entries {
+        value["entries"] = json!(entries);
+    }
+    value
 }

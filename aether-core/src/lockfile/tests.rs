@@ -227,3 +227,21 @@ fn licenses_are_read_from_all_manifest_shapes() {
     assert_eq!(license_from_manifest(None, Some(&legacy)).as_deref(), Some("(MIT OR Apache-2.0)"));
     assert_eq!(license_from_manifest(Some(&json!(42)), None), None);
 }
+
+#[test]
+fn packages_the_tree_does_not_hold_are_left_out_even_when_required() {
+    // Packed without installing: the lockfile lists `a`, but nothing is under node_modules.
+    let dir = tempfile::tempdir().unwrap();
+    let packages = installed_packages(Some(&lockfile_v3()), &dir.path().join("node_modules")).unwrap();
+    assert!(packages.is_empty(), "{packages:#?}");
+}
+
+#[test]
+fn root_dependencies_are_the_apps_own_not_the_hoisted_ones() {
+    let (_dir, packages) = lockfile_fixture();
+    // `c` is installed at the top level, but only `a` depends on it.
+    assert_eq!(root_dependencies(Some(&lockfile_v3()), b"{}", &packages), ["node_modules/@s/b", "node_modules/a"]);
+    // Without a lockfile, the project's package.json says; names not installed resolve to nothing.
+    let package_json = br#"{"dependencies": {"c": "*", "nope": "*"}, "optionalDependencies": {"alias": "*"}}"#;
+    assert_eq!(root_dependencies(None, package_json, &packages), ["node_modules/alias", "node_modules/c"]);
+}

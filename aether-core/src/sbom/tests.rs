@@ -11,7 +11,7 @@ use super::*;
 const DIGEST: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
 fn subject() -> SbomSubject<'static> {
-    SbomSubject { name: "@acme/app", version: "1.0.0", artifact_digest: DIGEST }
+    SbomSubject { name: "@acme/app", version: "1.0.0", artifact_digest: DIGEST, dependencies: &[] }
 }
 
 fn package(path: &str, name: &str, version: &str, dependencies: &[&str]) -> InstalledPackage {
@@ -121,7 +121,9 @@ fn duplicate_name_versions_use_their_paths_as_bom_refs() {
         package("node_modules/c/node_modules/b", "b", "1.0.0", &[]),
         package("node_modules/c", "c", "2.0.0", &["node_modules/c/node_modules/b"]),
     ];
-    let document = parse(&cyclonedx_json(&subject(), &packages, 0).unwrap());
+    let direct = ["node_modules/a".to_owned(), "node_modules/c".to_owned(), "node_modules/not-installed".to_owned()];
+    let subject = SbomSubject { dependencies: &direct, ..subject() };
+    let document = parse(&cyclonedx_json(&subject, &packages, 0).unwrap());
     let refs: Vec<&str> =
         document["components"].as_array().unwrap().iter().map(|c| c["bom-ref"].as_str().unwrap()).collect();
     assert_eq!(
