@@ -154,7 +154,8 @@ impl<W: Write> Packer<W> {
                 Ok(ManifestEntry::Dir { path: path.to_owned(), mode: mode_string(0o755) })
             }
             EntryKind::Symlink { target } => {
-                let mut h = header(EntryType::Symlink, 0o777, 0, self.mtime);
+                // Every entry's mode is 0644 or 0755; a link's own mode is never used on unpack.
+                let mut h = header(EntryType::Symlink, 0o755, 0, self.mtime);
                 self.headers.append_link(&mut h, path, target).map_err(PackError::Write)?;
                 self.emit_headers()?;
                 Ok(ManifestEntry::Symlink { path: path.to_owned(), target: target.clone() })
@@ -309,7 +310,7 @@ mod tests {
                     builder.append_data(&mut h, format!("{path}/"), io::empty()).unwrap();
                 }
                 EntryKind::Symlink { target } => {
-                    let mut h = header(EntryType::Symlink, 0o777, 0, mtime);
+                    let mut h = header(EntryType::Symlink, 0o755, 0, mtime);
                     builder.append_link(&mut h, path, target).unwrap();
                 }
                 EntryKind::File { size, executable } => {

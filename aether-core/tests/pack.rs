@@ -110,6 +110,8 @@ fn archive_entries_are_normalised_and_sorted() {
     assert_eq!(modes["src/index.js"], 0o644);
     assert_eq!(modes["scripts/run.sh"], 0o755);
     assert_eq!(modes["src"], 0o755);
+    assert_eq!(modes["node_modules/.bin/tool"], 0o755);
+    assert!(modes.values().all(|m| *m == 0o644 || *m == 0o755), "{modes:?}");
     let file = manifest.entries.iter().find(|e| e.path() == "src/index.js").unwrap();
     assert_eq!(
         file,
