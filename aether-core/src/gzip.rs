@@ -17,6 +17,12 @@ use flate2::{Compress, Compression, FlushCompress, Status};
 
 /// Input bytes per independently compressed block.
 pub const BLOCK_SIZE: usize = 1 << 20;
+/// Blocks the feeding thread may run ahead of the compressors, beyond one per thread. Feeding
+/// is uneven (a run of tiny files costs a system call or three each, a large file is one long
+/// read), so a small queue left the compressors idle in the slow stretches while they could
+/// not absorb the fast ones. Eight blocks (about 10 MiB with their output) took about 6% off a
+/// pack of a real `node_modules` on two cores; the memory does not grow with the input.
+const RUN_AHEAD_BLOCKS: u64 = 8;
 /// The deflate window: how much of the previous block primes the next one.
 const DICTIONARY_SIZE: usize = 32 * 1024;
 
@@ -134,8 +140,7 @@ impl<W: Write> ParallelGzipWriter<W> {
             total_in: 0,
             workers,
             pool,
-            // Two blocks per thread keep every thread busy while bounding memory.
-            max_in_flight: 2 * threads.max(1) as u64,
+            max_in_flight: in_flight_limit(threads),
             next_submit: 0,
             next_write: 0,
             ready: BTreeMap::new(),
@@ -253,12 +258,20 @@ impl<W: Write> Write for ParallelGzipWriter<W> {
     }
 }
 
+/// Blocks handed to the compressors and not yet written out, at most.
+fn in_flight_limit(threads: usize) -> u64 {
+    threads.max(1) as u64 + RUN_AHEAD_BLOCKS
+}
+
 fn stopped() -> io::Error {
     io::Error::other("gzip worker stopped")
 }
 
 fn spawn_workers(threads: usize, level: u32, pool: &Arc<BufferPool>) -> Workers {
-    let (jobs_tx, jobs_rx) = mpsc::sync_channel::<Job>(threads);
+    // Room for every block in flight, so handing one over never waits: only the in-flight
+    // limit holds the feeding thread back.
+    let capacity = usize::try_from(in_flight_limit(threads)).unwrap_or(usize::MAX);
+    let (jobs_tx, jobs_rx) = mpsc::sync_channel::<Job>(capacity);
     let (done_tx, done_rx) = mpsc::channel::<Done>();
     let jobs_rx = Arc::new(Mutex::new(jobs_rx));
     let handles = (0..threads)
