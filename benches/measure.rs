@@ -41,7 +41,7 @@ pub struct TreeShape {
 /// Counts what a pack of `tree` will contain.
 pub fn tree_shape(tree: &Path) -> Result<TreeShape> {
     let mut shape = TreeShape::default();
-    for entry in Walker::new(&selection_options(tree))? {
+    for entry in Walker::new(&selection_options(tree, None))? {
         match entry?.kind {
             EntryKind::File { size, .. } => {
                 shape.files += 1;
@@ -54,8 +54,12 @@ pub fn tree_shape(tree: &Path) -> Result<TreeShape> {
     Ok(shape)
 }
 
-fn selection_options(tree: &Path) -> SelectionOptions {
-    SelectionOptions { root: tree.to_path_buf(), node_modules: None, exclude: vec![] }
+/// What `aether deploy --pack-only --no-install --out OUT_DIR` selects in `tree`: never its
+/// `.aether/` directory, nor the output files when they are written inside the tree.
+fn selection_options(tree: &Path, out: Option<&Path>) -> SelectionOptions {
+    let mut exclude = vec![tree.join(".aether")];
+    exclude.extend(out.into_iter().flat_map(|o| [o.to_path_buf(), sibling(o, ".manifest.json")]));
+    SelectionOptions { root: tree.to_path_buf(), node_modules: None, exclude }
 }
 
 /// The whole of `aether deploy --pack-only`'s packing work, streamed as the CLI does it: walk,
@@ -63,19 +67,21 @@ fn selection_options(tree: &Path) -> SelectionOptions {
 /// the same 256 KiB buffer the CLI uses) and the manifest beside it; without, both are produced
 /// and discarded.
 pub fn aether_pack(tree: &Path, threads: usize, out: Option<&Path>) -> Result<Packed> {
-    let walker = Walker::new(&selection_options(tree))?;
     let options = PackOptions { mtime: DEFAULT_MTIME, level: aether_core::pack::DEFAULT_LEVEL, threads };
     let (summary, entries) = match out {
         Some(path) => {
             let create = |p: &Path| File::create(p).with_context(|| format!("cannot create {}", p.display()));
             let mut writer = BufWriter::with_capacity(256 * 1024, create(path)?);
             let manifest = BufWriter::new(create(&sibling(path, ".manifest.json"))?);
+            // Created first, so that outputs inside the tree are known to exist and excluded.
+            let walker = Walker::new(&selection_options(tree, Some(path)))?;
             let packed = aether_core::pack::pack(walker, &options, &mut writer, manifest, &mut |_| {})?;
             writer.flush()?;
             packed.manifest.into_inner().map_err(|e| e.into_error())?;
             (packed.summary, packed.entries)
         }
         None => {
+            let walker = Walker::new(&selection_options(tree, None))?;
             let packed = aether_core::pack::pack(walker, &options, std::io::sink(), std::io::sink(), &mut |_| {})?;
             (packed.summary, packed.entries)
         }

@@ -53,7 +53,7 @@ pub struct DeployArgs {
     #[arg(long)]
     pub pack_only: bool,
     /// Report what would be packed, and its digest, without writing the artifact.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "pack_only")]
     pub dry_run: bool,
     /// Pack the tree as it is instead of installing production dependencies.
     #[arg(long)]

@@ -264,7 +264,11 @@ fn bad_config_and_bad_keys_are_config_errors() {
 #[test]
 fn npm_failure_is_a_runtime_error_with_its_stderr() {
     let sb = Sandbox::new();
-    // A dependency the lockfile does not have: npm ci refuses before touching the network.
+    // Installed once, so the cache holds this lockfile's node_modules.
+    json(&sb.run(&["deploy", "--pack-only", "--format", "json"], &[]));
+    let before = sha256_file(&sb.project.join(".aether/app.tar.gz"));
+    // A dependency the lockfile does not have: npm ci refuses before touching the network, and
+    // the cached install of the same lockfile must not hide that.
     let package = std::fs::read_to_string(sb.project.join("package.json")).unwrap();
     std::fs::write(
         sb.project.join("package.json"),
@@ -275,7 +279,7 @@ fn npm_failure_is_a_runtime_error_with_its_stderr() {
     assert!(message.contains("npm ci --omit=dev"), "{message}");
     assert!(message.contains("npm error"), "npm's own stderr is shown: {message}");
     assert!(message.contains("Missing: left-pad"), "the cause, not npm's usage text, is shown: {message}");
-    assert!(!sb.project.join(".aether/app.tar.gz").exists());
+    assert_eq!(sha256_file(&sb.project.join(".aether/app.tar.gz")), before, "the earlier build is untouched");
 }
 
 #[test]
@@ -311,6 +315,8 @@ fn provenance_timeout_is_noted_or_fatal_when_required() {
 fn usage_errors_help_and_completions() {
     let sb = Sandbox::new();
     let out = sb.run(&["deploy", "--bogus", "--format", "json"], &[]);
+    expect_error(&out, 2, "usage");
+    let out = sb.run(&["deploy", "--pack-only", "--dry-run", "--format", "json"], &[]);
     expect_error(&out, 2, "usage");
     // Deploying needs a control plane; an unreachable one fails fast, naming the URL.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
@@ -426,4 +432,16 @@ fn provenance_and_sbom_describe_what_was_really_used() {
     assert_eq!(definition["resolvedDependencies"][0]["digest"]["sha256"], yarn_sha);
     let sbom = read_json(&as_found["sbom"]);
     assert_eq!(sbom["components"], serde_json::json!([]), "{sbom}");
+}
+
+#[test]
+fn the_sbom_lists_only_packages_that_shipped() {
+    let sb = Sandbox::new();
+    std::fs::write(sb.project.join(".aetherignore"), "node_modules/ms/\n").unwrap();
+    let packed = json(&sb.run(&["deploy", "--pack-only", "--format", "json"], &[]));
+    let listing = tar_listing(Path::new(packed["artifact"].as_str().unwrap()));
+    assert!(!listing.iter().any(|p| p.starts_with("node_modules/ms")), "{listing:?}");
+    let sbom = read_json(&packed["sbom"]);
+    assert_eq!(sbom["components"], serde_json::json!([]), "{sbom}");
+    assert!(sbom["dependencies"][0].get("dependsOn").is_none_or(|d| d == &serde_json::json!([])), "{sbom}");
 }

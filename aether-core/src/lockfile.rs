@@ -102,10 +102,19 @@ pub fn root_dependencies(
         .and_then(|bytes| serde_json::from_slice::<Lockfile>(bytes).ok())
         .and_then(|lockfile| lockfile.packages)
         .and_then(|mut entries| entries.remove(""));
+    // Development dependencies count when they are installed (a tree packed as found may hold
+    // them); resolving drops the ones that are not.
     let names = match root_entry {
-        Some(root) => root.dependency_names(),
+        Some(root) => {
+            let mut names = root.dependency_names();
+            names.extend(dependency_names([&root.dev_dependencies]));
+            names
+        }
         None => serde_json::from_slice::<Manifest>(package_json)
-            .map(|m| dependency_names([&m.dependencies, &m.optional_dependencies, &m.peer_dependencies]))
+            .map(|m| {
+                let declared = [&m.dependencies, &m.optional_dependencies, &m.peer_dependencies, &m.dev_dependencies];
+                dependency_names(declared)
+            })
             .unwrap_or_default(),
     };
     resolve_all("", &names, &installed)
@@ -131,6 +140,7 @@ struct LockEntry {
     dependencies: Option<Value>,
     optional_dependencies: Option<Value>,
     peer_dependencies: Option<Value>,
+    dev_dependencies: Option<Value>,
 }
 
 impl LockEntry {
@@ -200,6 +210,7 @@ struct Manifest {
     dependencies: Option<Value>,
     optional_dependencies: Option<Value>,
     peer_dependencies: Option<Value>,
+    dev_dependencies: Option<Value>,
 }
 
 /// Reads a `package.json`; `Ok(None)` when it does not exist.
@@ -212,6 +223,13 @@ fn read_manifest(path: &Path) -> Result<Option<Manifest>, LockfileError> {
     serde_json::from_slice(&bytes)
         .map(Some)
         .map_err(|source| LockfileError::MalformedPackageJson { path: path.to_owned(), source })
+}
+
+/// Whether an archive path is where an installed package lives (`node_modules/<name>`,
+/// `node_modules/@scope/<name>`, or the same in a nested `node_modules`): the paths
+/// [`InstalledPackage::path`] uses.
+pub fn is_package_path(path: &str) -> bool {
+    installed_relative_path(path).is_some()
 }
 
 /// The key of `node_modules/<...>` below `node_modules_dir`, or `None` when the key is not an

@@ -166,9 +166,12 @@ impl Walker {
             .filter_map(|p| std::fs::canonicalize(p).ok())
             .filter_map(|p| Some((p.parent()?.to_path_buf(), p.file_name()?.to_os_string())))
             .collect();
+        // A `node_modules` that is a symlink is packed as the symlink it is (and refused when it
+        // leaves the tree), never followed.
+        let local = root.join(NODE_MODULES);
         let node_modules = match &options.node_modules {
             Some(dir) => Some(canonical(dir)?),
-            None => Some(root.join(NODE_MODULES)).filter(|p| p.is_dir()).map(|p| canonical(&p)).transpose()?,
+            None => std::fs::symlink_metadata(&local).is_ok_and(|m| m.is_dir()).then_some(local),
         };
         let node_modules_rules = match root.join(AETHERIGNORE) {
             file if file.is_file() => ignore_rules(&root, AETHERIGNORE)?,
@@ -228,13 +231,15 @@ impl Walker {
         let mut pending = Vec::with_capacity(children.len() + 2);
         for (name, file_type) in children {
             // `node_modules` at the root is the installed one, added below wherever it lives.
-            if (at_root && name == NODE_MODULES) || self.is_excluded(&source, &name) {
+            let top_node_modules = at_root && name == NODE_MODULES;
+            if (top_node_modules && self.node_modules.is_some()) || self.is_excluded(&source, &name) {
                 continue;
             }
             let path = source.join(&name);
             let listed = describe(&dir, &name, file_type).map_err(|e| io_error(&path, e))?;
             let is_dir = matches!(listed, Listed::Dir);
-            let ignored = if in_node_modules {
+            // Gitignore rules select sources; `node_modules` (here: a link) always ships.
+            let ignored = if in_node_modules || top_node_modules {
                 self.node_modules_ignores(&prefix, &name, is_dir)
             } else {
                 self.source_ignores(&rules, &path, is_dir)

@@ -236,3 +236,25 @@ proptest! {
         prop_assert_eq!(x, y);
     }
 }
+
+#[test]
+fn a_node_modules_symlink_is_packed_as_a_symlink_never_followed() {
+    let outside = tempfile::tempdir().unwrap();
+    write(outside.path(), "pkg/index.js", "x", 0o644);
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "index.js", "x", 0o644);
+    symlink(outside.path(), dir.path().join("node_modules")).unwrap();
+    match select(&options(dir.path())) {
+        Err(SelectionError::SymlinkEscapes { path, .. }) => assert_eq!(path, "node_modules"),
+        other => panic!("expected SymlinkEscapes, got {other:?}"),
+    }
+    // One that stays in the tree ships as the link it is, its target once.
+    fs::remove_file(dir.path().join("node_modules")).unwrap();
+    write(dir.path(), "vendor/nm/pkg/index.js", "x", 0o644);
+    write(dir.path(), ".gitignore", "node_modules\n", 0o644);
+    symlink("vendor/nm", dir.path().join("node_modules")).unwrap();
+    let selection = select(&options(dir.path())).unwrap();
+    let link = selection.entries.iter().find(|e| e.archive_path == "node_modules").unwrap();
+    assert_eq!(link.kind, aether_core::selection::EntryKind::Symlink { target: "vendor/nm".into() });
+    assert!(!selection.entries.iter().any(|e| e.archive_path.starts_with("node_modules/")));
+}

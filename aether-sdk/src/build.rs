@@ -1,11 +1,12 @@
 //! The local half of a deploy: detect -> install -> pack -> describe -> sign.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use aether_core::digest::HashingWriter;
+use aether_core::lockfile;
 use aether_core::manifest::{Manifest, ManifestEntry, Summary};
 use aether_core::pack::{DEFAULT_MTIME, PackOptions, Packed};
 use aether_core::project::{self, NodeProject};
@@ -186,6 +187,7 @@ pub fn build(options: &BuildOptions, events: &mut dyn FnMut(BuildEvent)) -> Resu
             node_modules: &node_modules_dir,
             node_version,
             install_command: installed.as_ref().map(|(i, _)| i.command.clone()),
+            packed_packages: &staged.packages,
         };
         describe::describe(options, built)
     })?;
@@ -269,6 +271,8 @@ struct Staged {
     warnings: Vec<String>,
     /// What was packed, kept only by a dry run, which reports it.
     entries: Option<Vec<ManifestEntry>>,
+    /// Archive paths of the installed packages that were packed.
+    packages: BTreeSet<String>,
 }
 
 /// Selects and packs in one stream, writing the manifest as entries go in: neither the file
@@ -285,13 +289,20 @@ fn pack(
         threads: options.threads.max(1),
     };
     let (mut files_done, mut bytes_done, mut native) = (0, 0, Vec::new());
-    let mut on_packed = |entry: &PackEntry| {
-        if let EntryKind::File { size, .. } = entry.kind {
+    let mut packages = BTreeSet::new();
+    let mut on_packed = |entry: &PackEntry| match &entry.kind {
+        EntryKind::File { size, .. } => {
             files_done += 1;
-            bytes_done += size;
+            bytes_done += *size;
             events(BuildEvent::PackProgress { files_done, bytes_done });
+            native.extend(project::native_module_warning(entry));
         }
-        native.extend(project::native_module_warning(entry));
+        // One path per installed package, not per file: the SBOM lists what shipped.
+        EntryKind::Dir | EntryKind::Symlink { .. } => {
+            if lockfile::is_package_path(&entry.archive_path) {
+                packages.insert(entry.archive_path.clone());
+            }
+        }
     };
     let mut staged = if options.dry_run {
         let mut walker = Walker::new(selection)?;
@@ -304,7 +315,15 @@ fn pack(
             .entries;
         let warnings = walker.into_warnings();
         let summary = packed.summary;
-        Staged { file: None, manifest_file: None, manifest_sha256, summary, warnings, entries: Some(entries) }
+        Staged {
+            file: None,
+            manifest_file: None,
+            manifest_sha256,
+            summary,
+            warnings,
+            entries: Some(entries),
+            packages: BTreeSet::new(),
+        }
     } else {
         let temp = |prefix: &str| {
             tempfile::Builder::new()
@@ -332,9 +351,11 @@ fn pack(
             summary,
             warnings,
             entries: None,
+            packages: BTreeSet::new(),
         }
     };
     staged.warnings.append(&mut native);
+    staged.packages = packages;
     Ok(staged)
 }
 

@@ -1,6 +1,7 @@
 //! Describing a packed artifact: SBOM, provenance and signature, all as bytes in memory until
 //! the build writes them out together with the artifact and the manifest packing wrote.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -41,6 +42,9 @@ pub struct Built<'a> {
     pub node_version: Option<String>,
     /// The command that installed them; `None` when the tree was packed as found.
     pub install_command: Option<String>,
+    /// Archive paths of the installed packages the artifact holds (`.aetherignore` may have
+    /// left some out): the SBOM lists these only.
+    pub packed_packages: &'a BTreeSet<String>,
 }
 
 pub fn describe(options: &BuildOptions, built: Built<'_>) -> Result<Descriptions, Error> {
@@ -68,7 +72,8 @@ fn sbom_bytes(
         return Ok(None);
     }
     let project = built.project;
-    let packages = lockfile::installed_packages(npm_lockfile, built.node_modules)?;
+    let mut packages = lockfile::installed_packages(npm_lockfile, built.node_modules)?;
+    packages.retain(|p| built.packed_packages.contains(&p.path));
     let package_json_path = project.root.join("package.json");
     let package_json = std::fs::read(&package_json_path).map_err(Error::io("cannot read", &package_json_path))?;
     let direct = lockfile::root_dependencies(npm_lockfile, &package_json, &packages);

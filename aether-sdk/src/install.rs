@@ -32,20 +32,46 @@ pub fn npm_args(project: &NodeProject) -> Vec<&'static str> {
     vec![verb, "--omit=dev", "--no-audit", "--no-fund"]
 }
 
-/// The cache key: what npm is asked to do, the Node version and the exact lockfile bytes
-/// (`package.json` when there is no npm lockfile).
+/// The cache key: what npm is asked to do, the Node version, the exact lockfile bytes
+/// (`package.json` when there is no npm lockfile) and, with a lockfile, the dependency
+/// declarations of `package.json`: `npm ci` refuses a lockfile out of sync with them, and a
+/// cache hit must not let such a pair through.
 pub fn cache_key(project: &NodeProject, node_version: &str) -> Result<String, Error> {
-    let input = match &project.lockfile {
-        Some(lockfile) if lockfile.kind.is_npm() => lockfile.path.clone(),
-        _ => project.root.join("package.json"),
-    };
-    let bytes = std::fs::read(&input).map_err(Error::io("cannot read", &input))?;
+    let package_json = project.root.join("package.json");
     let mut hasher = Sha256::new();
-    hasher.update(b"aether-install-v1\n");
+    hasher.update(b"aether-install-v2\n");
     hasher.update(npm_args(project).join(" ").as_bytes());
     hasher.update(format!("\n{node_version}\n").as_bytes());
-    hasher.update(&bytes);
+    match &project.lockfile {
+        Some(lockfile) if lockfile.kind.is_npm() => {
+            hasher.update(std::fs::read(&lockfile.path).map_err(Error::io("cannot read", &lockfile.path))?);
+            let manifest = std::fs::read(&package_json).map_err(Error::io("cannot read", &package_json))?;
+            hasher.update(b"\n");
+            hasher.update(dependency_declarations(&manifest));
+        }
+        _ => hasher.update(std::fs::read(&package_json).map_err(Error::io("cannot read", &package_json))?),
+    }
     Ok(hex::encode(hasher.finalize()))
+}
+
+/// The fields of `package.json` that decide what gets installed, as canonical JSON (keys
+/// sorted), so editing anything else (scripts, version) keeps the cache.
+fn dependency_declarations(package_json: &[u8]) -> Vec<u8> {
+    const FIELDS: [&str; 7] = [
+        "dependencies",
+        "devDependencies",
+        "optionalDependencies",
+        "peerDependencies",
+        "bundleDependencies",
+        "bundledDependencies",
+        "overrides",
+    ];
+    let Ok(serde_json::Value::Object(manifest)) = serde_json::from_slice(package_json) else {
+        return package_json.to_vec();
+    };
+    let picked: serde_json::Map<String, serde_json::Value> =
+        manifest.into_iter().filter(|(key, _)| FIELDS.contains(&key.as_str())).collect();
+    serde_json::to_vec(&picked).unwrap_or_default()
 }
 
 /// Returns the cached production `node_modules` for the project, running npm when needed.
@@ -123,6 +149,15 @@ fn error_excerpt(stderr: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_dependency_declarations_of_package_json_matter() {
+        let base = br#"{"name":"a","version":"1.0.0","dependencies":{"ms":"2.1.3"},"scripts":{"start":"node ."}}"#;
+        let bumped = br#"{"version":"1.0.1","name":"a","scripts":{"start":"node x"},"dependencies":{"ms":"2.1.3"}}"#;
+        let added = br#"{"name":"a","version":"1.0.0","dependencies":{"ms":"2.1.3","debug":"4.3.4"}}"#;
+        assert_eq!(dependency_declarations(base), dependency_declarations(bumped));
+        assert_ne!(dependency_declarations(base), dependency_declarations(added));
+    }
 
     #[test]
     fn the_excerpt_starts_at_npms_first_error_line() {

@@ -245,3 +245,10 @@ fn root_dependencies_are_the_apps_own_not_the_hoisted_ones() {
     let package_json = br#"{"dependencies": {"c": "*", "nope": "*"}, "optionalDependencies": {"alias": "*"}}"#;
     assert_eq!(root_dependencies(None, package_json, &packages), ["node_modules/alias", "node_modules/c"]);
 }
+
+#[test]
+fn installed_development_dependencies_are_the_apps_own_too() {
+    let (_dir, packages) = lockfile_fixture();
+    let package_json = br#"{"devDependencies": {"dev-present": "*", "dev-absent": "*"}}"#;
+    assert_eq!(root_dependencies(None, package_json, &packages), ["node_modules/dev-present"]);
+}
