@@ -52,20 +52,10 @@ pub fn first_line_of(tool: &str) -> String {
         .unwrap_or_default()
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ` without a date crate: days to civil date (Howard Hinnant's algorithm).
+/// Now as `YYYY-MM-DDTHH:MM:SSZ`.
 pub fn date_utc() -> String {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    aether_core::timestamp::rfc3339_seconds(i64::try_from(secs).unwrap_or(i64::MAX)).unwrap_or_default()
 }
 
 /// This process's peak resident set, from the kernel's own accounting.

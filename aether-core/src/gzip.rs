@@ -41,7 +41,7 @@ struct Done {
 }
 
 struct Workers {
-    jobs: Option<SyncSender<Job>>,
+    jobs: SyncSender<Job>,
     done: Receiver<Done>,
     handles: Vec<JoinHandle<()>>,
 }
@@ -98,7 +98,7 @@ pub struct ParallelGzipWriter<W: Write> {
     dictionary: Vec<u8>,
     crc: crc32fast::Hasher,
     total_in: u64,
-    workers: Option<Workers>,
+    workers: Workers,
     pool: Arc<BufferPool>,
     max_in_flight: u64,
     next_submit: u64,
@@ -129,7 +129,7 @@ impl<W: Write> ParallelGzipWriter<W> {
         // Even one thread compresses beside the caller, not on its thread: feeding and compressing
         // overlap, and a deflate state allocated per block never lands between the caller's
         // long-lived allocations (interleaved there, they fragmented the heap to twice the size).
-        let workers = Some(spawn_workers(threads.max(1), level, &pool));
+        let workers = spawn_workers(threads.max(1), level, &pool);
         Ok(Self {
             inner,
             level,
@@ -192,13 +192,13 @@ impl<W: Write> ParallelGzipWriter<W> {
         self.inner.write_all(&crc.to_le_bytes())?;
         self.inner.write_all(&isize.to_le_bytes())?;
         self.inner.flush()?;
-        if let Some(mut workers) = self.workers.take() {
-            drop(workers.jobs.take());
-            for handle in workers.handles.drain(..) {
-                let _ = handle.join();
-            }
+        // `Drop` is not implemented, so moving out of `self` is allowed. Closing the job
+        // channel ends the workers.
+        let Workers { jobs, handles, .. } = self.workers;
+        drop(jobs);
+        for handle in handles {
+            let _ = handle.join();
         }
-        // `Drop` is not implemented, so moving out of `self` is allowed.
         Ok(self.inner)
     }
 
@@ -213,8 +213,7 @@ impl<W: Write> ParallelGzipWriter<W> {
         self.total_in += len as u64;
         let job = Job { seq: self.next_submit, dictionary, data, len, last };
         self.next_submit += 1;
-        let jobs = self.workers.as_ref().and_then(|w| w.jobs.as_ref());
-        jobs.ok_or_else(stopped)?.send(job).map_err(|_| stopped())?;
+        self.workers.jobs.send(job).map_err(|_| stopped())?;
         while self.next_submit - self.next_write >= self.max_in_flight {
             self.wait_for_one()?;
         }
@@ -222,10 +221,8 @@ impl<W: Write> ParallelGzipWriter<W> {
     }
 
     fn wait_for_one(&mut self) -> io::Result<()> {
-        if let Some(workers) = &self.workers {
-            let done = workers.done.recv().map_err(|_| stopped())?;
-            self.ready.insert(done.seq, done.result?);
-        }
+        let done = self.workers.done.recv().map_err(|_| stopped())?;
+        self.ready.insert(done.seq, done.result?);
         self.write_ready()
     }
 
@@ -297,7 +294,7 @@ fn spawn_workers(threads: usize, level: u32, pool: &Arc<BufferPool>) -> Workers 
             })
         })
         .collect();
-    Workers { jobs: Some(jobs_tx), done: done_rx, handles }
+    Workers { jobs: jobs_tx, done: done_rx, handles }
 }
 
 /// Compresses blocks. A fresh deflate state per block: a reset state carries over enough of

@@ -304,7 +304,7 @@ fn pack(
             }
         }
     };
-    let mut staged = if options.dry_run {
+    let (file, manifest_file, manifest_sha256, summary, entries, mut warnings) = if options.dry_run {
         let mut walker = Walker::new(selection)?;
         // The manifest stays in memory: a dry run reports every entry it would pack.
         let manifest = HashingWriter::new(Vec::new());
@@ -313,17 +313,7 @@ fn pack(
         let entries = Manifest::from_json(&manifest)
             .map_err(|e| Error::io("cannot read back the manifest of", out_dir)(e.into()))?
             .entries;
-        let warnings = walker.into_warnings();
-        let summary = packed.summary;
-        Staged {
-            file: None,
-            manifest_file: None,
-            manifest_sha256,
-            summary,
-            warnings,
-            entries: Some(entries),
-            packages: BTreeSet::new(),
-        }
+        (None, None, manifest_sha256, packed.summary, Some(entries), walker.into_warnings())
     } else {
         let temp = |prefix: &str| {
             tempfile::Builder::new()
@@ -343,20 +333,10 @@ fn pack(
             aether_core::pack::pack(&mut walker, &pack_options, writer, manifest, &mut on_packed)?;
         let (buffered, manifest_sha256, _) = manifest.finish();
         buffered.into_inner().map_err(|e| Error::io("cannot write the manifest in", out_dir)(e.into_error()))?;
-        let warnings = walker.into_warnings();
-        Staged {
-            file: Some(file),
-            manifest_file: Some(manifest_file),
-            manifest_sha256,
-            summary,
-            warnings,
-            entries: None,
-            packages: BTreeSet::new(),
-        }
+        (Some(file), Some(manifest_file), manifest_sha256, summary, None, walker.into_warnings())
     };
-    staged.warnings.append(&mut native);
-    staged.packages = packages;
-    Ok(staged)
+    warnings.append(&mut native);
+    Ok(Staged { file, manifest_file, manifest_sha256, summary, warnings, entries, packages })
 }
 
 /// What a build never packs: the output directory and `<project>/.aether` (the default one,
