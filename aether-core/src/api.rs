@@ -73,7 +73,12 @@ pub struct PresignRequest {
 pub struct PresignResponse {
     /// Empty when `method` is `NONE`.
     pub upload_url: String,
+    /// Where the artifact will live once the upload is completed and verified; the upload
+    /// itself writes to a staging area private to it.
     pub storage_key: String,
+    /// Names the upload when completing it; absent when `method` is `NONE`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_id: Option<String>,
     /// `PUT`, or `NONE` when the digest is already stored and nothing needs uploading.
     pub method: String,
     pub headers: std::collections::BTreeMap<String, String>,
@@ -86,6 +91,10 @@ pub struct CompleteRequest {
     pub digest: Digest,
     pub size_bytes: u64,
     pub storage_key: Option<String>,
+    /// The `upload_id` presign returned. Without it the app's newest upload of the digest is
+    /// completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_id: Option<String>,
     pub signature: Option<String>,
     pub idempotency_key: Option<String>,
 }

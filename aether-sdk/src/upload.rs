@@ -100,7 +100,7 @@ pub async fn upload_artifact(
     check_file(request).await?;
     if client.artifact_exists(&request.digest).await? {
         tracing::debug!(digest = %request.digest, "artifact already stored; nothing to upload");
-        let response = client.complete(&complete_request(request, None)).await?;
+        let response = client.complete(&complete_request(request, None, None)).await?;
         return Ok(outcome(response, None));
     }
     let (progress, mut watcher) = Progress::new();
@@ -162,7 +162,7 @@ async fn upload_single(client: &Client, request: &UploadRequest, progress: &Prog
     let presigned = client.presign(&presign).await?;
     if presigned.method.eq_ignore_ascii_case("NONE") {
         // Stored by someone else since the HEAD.
-        let response = client.complete(&complete_request(request, Some(presigned.storage_key))).await?;
+        let response = client.complete(&complete_request(request, Some(presigned.storage_key), None)).await?;
         return Ok(outcome(response, None));
     }
     expect_put(client, &presigned.method)?;
@@ -174,7 +174,8 @@ async fn upload_single(client: &Client, request: &UploadRequest, progress: &Prog
         len: request.size_bytes,
     };
     client.put_file(&put, progress).await?;
-    let response = client.complete(&complete_request(request, Some(presigned.storage_key))).await?;
+    let completion = complete_request(request, Some(presigned.storage_key), presigned.upload_id);
+    let response = client.complete(&completion).await?;
     Ok(outcome(response, Some(request.size_bytes)))
 }
 
@@ -252,12 +253,17 @@ fn expect_put(client: &Client, method: &str) -> Result<(), Error> {
     })
 }
 
-fn complete_request(request: &UploadRequest, storage_key: Option<String>) -> CompleteRequest {
+fn complete_request(
+    request: &UploadRequest,
+    storage_key: Option<String>,
+    upload_id: Option<String>,
+) -> CompleteRequest {
     CompleteRequest {
         app_name: request.app_name.clone(),
         digest: request.digest.clone(),
         size_bytes: request.size_bytes,
         storage_key,
+        upload_id,
         signature: request.signature.clone(),
         idempotency_key: request.idempotency_key.clone(),
     }

@@ -58,6 +58,7 @@ async fn upload_by_hand(client: &Client, app_name: &AppName, bytes: &[u8]) -> Di
         digest: digest.clone(),
         size_bytes,
         storage_key: Some(presigned.storage_key),
+        upload_id: presigned.upload_id,
         signature: None,
         idempotency_key: None,
     };

@@ -6,6 +6,7 @@ use axum::middleware;
 use axum::routing::{get, post, put};
 
 use crate::error::ApiError;
+use crate::ports::ArtifactStore as _;
 use crate::routes::{apps, artifacts, deployments, health, tokens, uploads};
 use crate::state::{AppState, Ports};
 
@@ -34,13 +35,18 @@ pub fn router<P: Ports>(state: AppState<P>) -> Router {
             get(artifacts::list::<P>).post(artifacts::legacy_upload::<P>).layer(DefaultBodyLimit::disable()),
         )
         .route_layer(middleware::from_fn_with_state(state.clone(), crate::auth::require_token::<P>));
-    Router::new()
+    let mut public = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz::<P>))
         .route("/metrics", get(health::metrics::<P>))
-        .route("/openapi.json", get(crate::openapi::document))
-        // Presigned uploads carry their own HMAC authorisation, like S3's.
-        .route("/uploads/{token}", put(uploads::put_presigned::<P>).layer(DefaultBodyLimit::disable()))
+        .route("/openapi.json", get(crate::openapi::document));
+    if state.blobs.serves_presigned_urls() {
+        // Presigned URLs of the local store carry their own HMAC authorisation, like S3's.
+        public = public
+            .route("/uploads/{token}", put(uploads::put_presigned::<P>).layer(DefaultBodyLimit::disable()))
+            .route("/downloads/{token}", get(uploads::get_presigned::<P>));
+    }
+    public
         .merge(authenticated)
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {

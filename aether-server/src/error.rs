@@ -73,7 +73,7 @@ impl From<StoreError> for ApiError {
 impl From<BlobError> for ApiError {
     fn from(error: BlobError) -> Self {
         match error {
-            BlobError::NotFound(key) => Self::not_found(format!("object {key} not found")),
+            BlobError::NotFound(what) => Self::not_found(format!("{what} not found")),
             BlobError::TooLarge { limit_bytes } => Self::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
@@ -85,8 +85,8 @@ impl From<BlobError> for ApiError {
                 "digest_mismatch",
                 format!("the uploaded bytes hash to {actual}, not the declared {expected}; nothing was stored"),
             ),
-            BlobError::Backend(source) => {
-                tracing::error!(error = %source, "object storage error");
+            error @ BlobError::Backend { .. } => {
+                tracing::error!(error = %crate::error::chain(&error), "object storage error");
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", "object storage is unavailable")
             }
         }
@@ -104,4 +104,16 @@ impl From<RuntimeError> for ApiError {
             RuntimeError::Failed(message) => Self::internal(message),
         }
     }
+}
+
+/// An error with its causes, `: `-separated, for logs.
+pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

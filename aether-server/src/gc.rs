@@ -1,38 +1,61 @@
-//! Garbage collection of uploads that were started and never completed.
+//! Garbage collection of uploads that were started and never completed, and of staging areas
+//! no upload owns any more (a crash between staging and recording, or a presigned URL used
+//! again after its upload ended).
+//!
+//! Safe to run on every replica at once: each step is idempotent (discarding what is already
+//! gone succeeds, deleting an absent row is not an error), and nothing registered is touched.
 
-use std::time::Duration;
+use std::time::SystemTime;
 
 use crate::ports::{ArtifactStore, MetadataStore};
-use crate::state::{AppState, Ports, now_ms};
+use crate::state::{AppState, Ports};
 
-/// How often expired pending uploads are looked for.
-const INTERVAL: Duration = Duration::from_secs(60);
-
-/// Removes pending uploads older than `AETHER_PENDING_TTL_SECS`: their partial blobs or
-/// multipart parts first, then their records. Runs until the process exits.
+/// Runs [`collect_once`] every `AETHER_PENDING_GC_INTERVAL_SECS` until the process exits.
 pub async fn run_pending_upload_gc<P: Ports>(state: AppState<P>) {
     loop {
-        if let Err(error) = collect_once(&state).await {
-            tracing::warn!(%error, "pending-upload garbage collection failed; will retry");
+        match collect_once(&state).await {
+            Ok(removed) => state.metrics.gc_ran(removed as u64),
+            Err(error) => {
+                state.metrics.gc_ran(0);
+                tracing::warn!(error = %crate::error::chain(error.as_ref()), "pending-upload garbage collection failed; will retry");
+            }
         }
-        tokio::time::sleep(INTERVAL).await;
+        tokio::time::sleep(state.config.pending_gc_interval).await;
     }
 }
 
-/// One pass; returns how many uploads were removed.
+/// One pass: uploads past `AETHER_PENDING_TTL_SECS` (their staging areas, then their rows),
+/// then staging areas older than the TTL that no upload row owns. The TTL is at least the
+/// presigned URLs' lifetime (the configuration enforces it), so every URL of what is purged
+/// has expired. Returns how many went.
 pub async fn collect_once<P: Ports>(state: &AppState<P>) -> Result<usize, Box<dyn std::error::Error + Send + Sync>> {
-    let expired = state.store.expired_pending_uploads(now_ms()).await?;
-    for upload in &expired {
-        match &upload.multipart_upload_id {
-            Some(id) => state.blobs.abort_multipart(&upload.storage_key, id).await?,
-            // A completed upload has a row; only an unregistered blob is garbage.
-            None if state.store.get_artifact(&upload.digest).await?.is_none() => {
-                state.blobs.delete(&upload.storage_key).await?;
-            }
-            None => {}
+    collect_at(state, SystemTime::now()).await
+}
+
+/// [`collect_once`] as if the clock said `now`, so tests need not wait for a TTL to pass.
+pub async fn collect_at<P: Ports>(
+    state: &AppState<P>,
+    now: SystemTime,
+) -> Result<usize, Box<dyn std::error::Error + Send + Sync>> {
+    let now_ms =
+        now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let mut removed = 0;
+    for upload in state.store.expired_uploads(now_ms).await? {
+        state.blobs.purge_staged(&upload.id, upload.multipart_id.as_deref()).await?;
+        if state.store.delete_upload(&upload.id).await? {
+            removed += 1;
+            tracing::info!(upload_id = %upload.id, digest = %upload.digest, "expired upload removed");
         }
-        state.store.delete_pending_upload(&upload.storage_key).await?;
-        tracing::info!(digest = %upload.digest, "expired pending upload removed");
     }
-    Ok(expired.len())
+    let cutoff = now.checked_sub(state.config.pending_ttl).unwrap_or(SystemTime::UNIX_EPOCH);
+    for entry in state.blobs.list_staged().await? {
+        // Young areas may belong to an upload whose row is being written right now.
+        if entry.modified > cutoff || state.store.get_upload(&entry.upload_id).await?.is_some() {
+            continue;
+        }
+        state.blobs.purge_staged(&entry.upload_id, entry.multipart_id.as_deref()).await?;
+        removed += 1;
+        tracing::info!(upload_id = %entry.upload_id, "orphaned staging area removed");
+    }
+    Ok(removed)
 }

@@ -6,8 +6,10 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use aether_server::artifacts::AnyArtifactStore;
 use aether_server::artifacts::local::LocalArtifactStore;
-use aether_server::config::{RuntimeKind, ServerConfig};
+use aether_server::artifacts::s3::S3ArtifactStore;
+use aether_server::config::{RuntimeKind, ServerConfig, StorageConfig};
 use aether_server::ports::Runtime;
 use aether_server::runtime::NoRuntime;
 use aether_server::runtime::local::{LocalRuntime, LocalRuntimeConfig};
@@ -15,17 +17,17 @@ use aether_server::state::{AppState, Ports, now_ms};
 use aether_server::store::SqlStore;
 use anyhow::Context as _;
 
-/// The embedded default: SQLite or PostgreSQL metadata, artifacts on the local disk, and the
+/// SQLite or PostgreSQL metadata, the artifact store `AETHER_STORAGE_MODE` names, and the
 /// runtime `AETHER_RUNTIME` names (local processes unless it says `none`).
 struct Embedded<R>(PhantomData<fn() -> R>);
 
 impl<R: Runtime> Ports for Embedded<R> {
     type Store = SqlStore;
-    type Blobs = LocalArtifactStore;
+    type Blobs = AnyArtifactStore;
     type Runtime = R;
 }
 
-type Local = LocalRuntime<LocalArtifactStore>;
+type Local = LocalRuntime<AnyArtifactStore>;
 
 const USAGE: &str =
     "usage: aether-server [migrate]\n\nConfiguration comes from AETHER_* variables and DATABASE_URL; see the README.";
@@ -70,9 +72,13 @@ async fn run(command: Option<&str>) -> anyhow::Result<()> {
         Some(other) => anyhow::bail!("unknown command {other:?}\n{USAGE}"),
         None => {}
     }
-    let secret = load_or_create_secret(&config.data_dir.join("presign.key"))?;
-    let blobs =
-        Arc::new(LocalArtifactStore::new(config.data_dir.join("artifacts"), config.public_url.clone(), secret)?);
+    let blobs: Arc<AnyArtifactStore> = Arc::new(match &config.storage {
+        StorageConfig::Local => {
+            let secret = load_or_create_secret(&config.data_dir.join("presign.key"))?;
+            LocalArtifactStore::new(config.data_dir.join("artifacts"), config.public_url.clone(), secret)?.into()
+        }
+        StorageConfig::S3(settings) => S3ArtifactStore::connect(settings.clone()).await.into(),
+    });
     let local = match config.runtime {
         RuntimeKind::Local => {
             let runtime_config = LocalRuntimeConfig::new(&config.data_dir, config.health_timeout);
@@ -114,7 +120,7 @@ async fn run(command: Option<&str>) -> anyhow::Result<()> {
 
 /// Serves until SIGINT/SIGTERM, restoring the releases recorded as running meanwhile; then lets
 /// in-flight requests finish and stops every release.
-async fn serve<P: Ports<Store = SqlStore, Blobs = LocalArtifactStore>>(
+async fn serve<P: Ports<Store = SqlStore, Blobs = AnyArtifactStore>>(
     state: AppState<P>,
     listener: std::net::TcpListener,
     tls: Option<axum_server::tls_rustls::RustlsConfig>,
@@ -151,14 +157,15 @@ async fn serve<P: Ports<Store = SqlStore, Blobs = LocalArtifactStore>>(
     served
 }
 
-/// A crash mid-upload can leave temporary files behind; they are never visible as artifacts,
-/// and this removes them once they are older than any upload could take.
-async fn collect_stale_temp_files<P: Ports<Blobs = LocalArtifactStore>>(state: AppState<P>) {
+/// A crash mid-upload can leave the local store's temporary files behind; they are never
+/// visible as artifacts, and this removes them once they are older than any upload could take.
+async fn collect_stale_temp_files<P: Ports<Blobs = AnyArtifactStore>>(state: AppState<P>) {
+    let Some(local) = state.blobs.local() else { return };
     loop {
-        if let Err(error) = state.blobs.gc_stale_temp(state.config.pending_ttl).await {
+        if let Err(error) = local.gc_stale_temp(state.config.pending_ttl).await {
             tracing::warn!(%error, "removing stale upload files failed; will retry");
         }
-        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+        tokio::time::sleep(state.config.pending_gc_interval).await;
     }
 }
 

@@ -102,17 +102,27 @@ pub struct Token {
     pub revoked_at_ms: Option<i64>,
 }
 
-/// An upload that was presigned (or started as multipart) but not completed yet.
+/// An upload that was presigned (or started as multipart) and not completed yet. Its bytes
+/// go to a staging area private to it, named by `id`, never to the artifact's own key.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PendingUpload {
-    pub storage_key: String,
-    pub app_id: Option<String>,
+pub struct Upload {
+    /// A UUID: the client names the upload with it, the artifact store its staging area.
+    pub id: String,
+    pub app_id: String,
+    /// What the client declared at the start.
     pub digest: String,
-    pub size_bytes: i64,
-    /// Set for multipart uploads.
-    pub multipart_upload_id: Option<String>,
+    pub size_bytes: u64,
+    /// The artifact store's id of the multipart assembly, for multipart uploads.
+    pub multipart_id: Option<String>,
     pub created_at_ms: i64,
     pub expires_at_ms: i64,
+}
+
+impl Upload {
+    /// The declaration the artifact store checks the staged bytes against.
+    pub fn staged(&self) -> crate::ports::StagedUpload<'_> {
+        crate::ports::StagedUpload { id: &self.id, size_bytes: self.size_bytes, sha256: &self.digest }
+    }
 }
 
 /// The outcome of a request made with an `idempotency_key`, remembered so replays get it again.

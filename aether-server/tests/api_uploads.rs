@@ -3,8 +3,6 @@
 
 mod support;
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
 use support::{DEPLOYER, READER, Reply, TestServer, blob, digest_of, signing_key};
 
@@ -98,15 +96,21 @@ async fn completing_with_other_bytes_than_declared_discards_them() {
     let body = json!({ "app_name": "web", "digest": digest, "size_bytes": 399 });
     server.post("/artifacts/complete", Some(DEPLOYER), &body).await.expect_error(400, "digest_mismatch");
     assert_eq!(server.head_artifact(&digest).await, 404);
-    // The bytes are gone: completing correctly now finds nothing.
+    // The upload is gone: completing correctly now finds nothing.
     server.complete("web", &bytes, json!({})).await.expect_error(400, "bad_request");
+    let named = json!({ "upload_id": presign.str("upload_id") });
+    server.complete("web", &bytes, named).await.expect_error(404, "not_found");
 
-    // Bytes that do not hash to the digest are discarded the same way.
+    // Bytes that do not hash to the digest are refused by the URL itself and staged nowhere.
     let declared = blob("declared", 10);
     let presign = server.presign("web", &digest_of(&declared), 10).await.expect(200);
-    server.put_presigned(&presign.str("upload_url"), &blob("actual", 10)).await.expect(200);
-    server.complete("web", &declared, json!({})).await.expect_error(400, "digest_mismatch");
+    let put = server.put_presigned(&presign.str("upload_url"), &blob("actual", 10)).await;
+    put.expect_error(400, "digest_mismatch");
+    server.complete("web", &declared, json!({})).await.expect_error(400, "bad_request");
     assert_eq!(server.head_artifact(&digest_of(&declared)).await, 404);
+    // The right bytes through the same URL still work.
+    server.put_presigned(&presign.str("upload_url"), &declared).await.expect(200);
+    server.complete("web", &declared, json!({})).await.expect(200);
 }
 
 #[tokio::test]
@@ -146,12 +150,14 @@ async fn invalid_two_phase_requests() {
 
 #[tokio::test]
 async fn presigned_urls_expire() {
-    let server = TestServer::start(&[("AETHER_PRESIGN_TTL_SECS", "1")]).await;
+    // URLs that expire the second they are issued.
+    let server = TestServer::start(&[("AETHER_PRESIGN_EXPIRE_SECS", "0")]).await;
     server.create_app("web").await;
     let bytes = blob("expiring", 100);
     let presign = server.presign("web", &digest_of(&bytes), bytes.len()).await.expect(200);
-    tokio::time::sleep(Duration::from_millis(2100)).await;
-    server.put_presigned(&presign.str("upload_url"), &bytes).await.expect_error(400, "bad_request");
+    let reply = server.put_presigned(&presign.str("upload_url"), &bytes).await;
+    reply.expect_error(400, "bad_request");
+    assert!(reply.text.contains("expired"), "{}", reply.text);
     assert_eq!(server.head_artifact(&digest_of(&bytes)).await, 404);
 }
 
@@ -318,11 +324,12 @@ async fn uploads_can_be_restarted_before_they_complete() {
     server.presign("web", &digest_of(&bytes), bytes.len()).await.expect(200);
     server.upload_ok("web", &bytes).await;
 
-    // After a completion that discarded mismatching bytes, the upload can be redone.
+    // After a completion that was refused as mismatching, the upload can be redone.
     let retried = blob("retried-after-mismatch", 300);
     let presign = server.presign("web", &digest_of(&retried), retried.len()).await.expect(200);
-    server.put_presigned(&presign.str("upload_url"), &blob("wrong bytes", 300)).await.expect(200);
-    server.complete("web", &retried, json!({})).await.expect_error(400, "digest_mismatch");
+    server.put_presigned(&presign.str("upload_url"), &retried).await.expect(200);
+    let wrong_size = json!({ "app_name": "web", "digest": digest_of(&retried), "size_bytes": 299 });
+    server.post("/artifacts/complete", Some(DEPLOYER), &wrong_size).await.expect_error(400, "digest_mismatch");
     server.upload_ok("web", &retried).await;
 
     // A multipart upload can be started again, too.
@@ -348,7 +355,7 @@ async fn multipart_presign_part_rejects_bad_requests() {
     };
     presign(&upload_id, 0, "web").await.expect_error(400, "bad_request");
     presign(&upload_id, 10_001, "web").await.expect_error(400, "bad_request");
-    presign("not-an-upload", 1, "web").await.expect_error(400, "bad_request");
+    presign("not-an-upload", 1, "web").await.expect_error(404, "not_found");
     presign("00000000-0000-4000-8000-000000000000", 1, "web").await.expect_error(404, "not_found");
     presign(&upload_id, 1, "ghost").await.expect_error(404, "not_found");
     presign(&upload_id, 1, "web").await.expect(200);

@@ -59,7 +59,9 @@ impl Fixture {
     async fn store(&self, server_js: &str) -> Stored {
         let (bytes, digest) = pack_app(server_js);
         let key = format!("artifacts/sha256/{digest}.tar.gz");
-        self.blobs.put(&key, &mut bytes.as_slice(), u64::MAX, Some(&digest)).await.unwrap();
+        let upload_id = uuid::Uuid::new_v4().to_string();
+        self.blobs.put_staged(&upload_id, &mut bytes.as_slice(), u64::MAX, &digest).await.unwrap();
+        self.blobs.publish(&upload_id, &key).await.unwrap();
         Stored { digest, key }
     }
 

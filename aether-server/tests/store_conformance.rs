@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use aether_core::deployment::DeploymentStatus;
 use aether_server::model::{
-    App, Artifact, Deployment, DeploymentEvent, IdempotencyRecord, PendingUpload, PublicKey, Role, Token,
+    App, Artifact, Deployment, DeploymentEvent, IdempotencyRecord, PublicKey, Role, Token, Upload,
 };
 use aether_server::ports::{MetadataStore, StoreError};
 use aether_server::store::{Backend, SqlStore};
@@ -108,7 +108,7 @@ conformance!(
     artifact_delete,
     link_artifact_is_idempotent_and_ordered,
     artifact_in_use_follows_status,
-    pending_uploads_lifecycle,
+    uploads_lifecycle,
     idempotency_first_write_wins,
     deployments_insert_get_list_and_events,
     apply_transition_is_compare_and_set,
@@ -320,35 +320,43 @@ async fn artifact_in_use_follows_status<S: MetadataStore>(store: &S) {
     }
 }
 
-async fn pending_uploads_lifecycle<S: MetadataStore>(store: &S) {
+async fn uploads_lifecycle<S: MetadataStore>(store: &S) {
     store.create_app("app-1", "web", 1).await.unwrap();
-    let upload = |key: &str, app: Option<&str>, upload_id: Option<&str>, at: i64| PendingUpload {
-        storage_key: format!("staging/{key}"),
-        app_id: app.map(str::to_owned),
-        digest: key.repeat(16),
-        size_bytes: at << 20,
-        multipart_upload_id: upload_id.map(str::to_owned),
+    store.create_app("app-2", "api", 1).await.unwrap();
+    let upload = |id: &str, app: &str, digest: &str, multipart: Option<&str>, at: i64| Upload {
+        id: id.to_owned(),
+        app_id: app.to_owned(),
+        digest: digest.repeat(64),
+        size_bytes: 5 << 40,
+        multipart_id: multipart.map(str::to_owned),
         created_at_ms: at,
         expires_at_ms: at * 10,
     };
-    let multipart = upload("one", Some("app-1"), Some("mpu-1"), 100);
-    let single = upload("two", None, None, 200);
-    store.put_pending_upload(&single).await.unwrap();
-    store.put_pending_upload(&multipart).await.unwrap();
-    assert_eq!(failure(store.put_pending_upload(&multipart).await), "conflict: pending upload staging/one");
-    assert_eq!(store.get_pending_upload("staging/one").await.unwrap(), Some(multipart.clone()));
-    assert_eq!(store.get_pending_upload("staging/two").await.unwrap(), Some(single.clone()));
-    assert_eq!(store.get_pending_upload("staging/three").await.unwrap(), None);
+    let multipart = upload("u-1", "app-1", "a", Some("mpu-1"), 100);
+    let older = upload("u-2", "app-1", "a", None, 200);
+    let newer = upload("u-3", "app-1", "a", None, 300);
+    let other_app = upload("u-4", "app-2", "a", None, 400);
+    for row in [&multipart, &older, &newer, &other_app] {
+        store.insert_upload(row).await.unwrap();
+    }
+    assert_eq!(failure(store.insert_upload(&multipart).await), "conflict: upload u-1");
+    assert_eq!(store.get_upload("u-1").await.unwrap(), Some(multipart.clone()));
+    assert_eq!(store.get_upload("u-9").await.unwrap(), None);
+    // The newest single-PUT upload of the app and digest; multipart ones and other apps' never.
+    assert_eq!(store.latest_upload("app-1", &"a".repeat(64)).await.unwrap(), Some(newer.clone()));
+    assert_eq!(store.latest_upload("app-2", &"a".repeat(64)).await.unwrap(), Some(other_app.clone()));
+    assert_eq!(store.latest_upload("app-1", &"b".repeat(64)).await.unwrap(), None);
 
-    assert_eq!(store.expired_pending_uploads(999).await.unwrap(), vec![]);
+    assert_eq!(store.expired_uploads(999).await.unwrap(), vec![]);
     // The deadline itself counts as expired.
-    assert_eq!(store.expired_pending_uploads(1_000).await.unwrap(), vec![multipart.clone()]);
-    assert_eq!(store.expired_pending_uploads(5_000).await.unwrap(), vec![multipart, single.clone()]);
+    assert_eq!(store.expired_uploads(1_000).await.unwrap(), vec![multipart.clone()]);
+    assert_eq!(store.expired_uploads(2_000).await.unwrap(), vec![multipart, older.clone()]);
 
-    store.delete_pending_upload("staging/one").await.unwrap();
-    store.delete_pending_upload("staging/one").await.unwrap();
-    assert_eq!(store.get_pending_upload("staging/one").await.unwrap(), None);
-    assert_eq!(store.expired_pending_uploads(5_000).await.unwrap(), vec![single]);
+    assert!(store.delete_upload("u-1").await.unwrap());
+    assert!(!store.delete_upload("u-1").await.unwrap());
+    assert_eq!(store.get_upload("u-1").await.unwrap(), None);
+    assert!(store.delete_upload("u-3").await.unwrap());
+    assert_eq!(store.latest_upload("app-1", &"a".repeat(64)).await.unwrap(), Some(older));
 }
 
 async fn idempotency_first_write_wins<S: MetadataStore>(store: &S) {

@@ -85,6 +85,11 @@ impl Client {
                 continue;
             }
             let response = result.map_err(|source| Error::Http { url: shown.clone(), source: source.without_url() })?;
+            // Object stores refuse a second write of a staged upload (`If-None-Match: *`): after
+            // a retry, that means an earlier attempt landed. Completing verifies the bytes.
+            if attempt > 1 && response.status() == reqwest::StatusCode::PRECONDITION_FAILED {
+                return Ok(None);
+            }
             let response = check(response).await?;
             let etag = response.headers().get(ETAG).and_then(|v| v.to_str().ok()).map(str::to_owned);
             return Ok(etag);

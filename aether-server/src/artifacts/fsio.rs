@@ -131,13 +131,13 @@ pub(crate) fn ignore_not_found(result: io::Result<()>) -> io::Result<()> {
 }
 
 #[cfg(unix)]
-async fn sync_dir(dir: &Path) -> io::Result<()> {
+pub(crate) async fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir).await?.sync_all().await
 }
 
 /// Directories cannot be opened for syncing on other platforms; renames there are as durable
 /// as the file system makes them.
 #[cfg(not(unix))]
-async fn sync_dir(_dir: &Path) -> io::Result<()> {
+pub(crate) async fn sync_dir(_dir: &Path) -> io::Result<()> {
     Ok(())
 }

@@ -1,11 +1,13 @@
 //! An [`ArtifactStore`] on a local directory. Presigned URLs point back at the server
-//! (`{public_base_url}/uploads/{token}`), whose upload handler calls
-//! [`LocalArtifactStore::accept_presigned`].
+//! (`{public_base_url}/uploads/{token}` and `/downloads/{token}`), whose routes call
+//! [`ArtifactStore::accept_upload`] and [`ArtifactStore::serve_download`].
 //!
-//! Layout under the root: `objects/<key>` holds published blobs, `records/<key>` the size and
-//! SHA-256 measured while writing each, `tmp/` holds writes in progress, and
-//! `multipart/<upload_id>/` holds a `key` file plus one file per uploaded part.
-//! Every publication is a rename from `tmp/`, so readers never see partial bytes.
+//! Layout under the root: `objects/<key>` holds published blobs; `staging/<upload id>/` is one
+//! upload's private area (`blob`, the measurements taken while writing it in `blob.record`,
+//! and `parts/<number>` for multipart uploads); `tmp/` holds writes in progress. Every
+//! publication is a rename, so readers never see partial bytes, and a write through a
+//! presigned URL lands only while its upload's staging directory exists: once the upload was
+//! completed or discarded, its URLs write nothing.
 
 use std::fmt;
 use std::io;
@@ -15,21 +17,18 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncRead, AsyncWriteExt as _};
 
 use super::fsio::{self, CopyError, TempFile};
-use super::presign::{self, PresignClaim, PresignError};
+use super::presign::{self, Grant, PresignClaim, PresignError};
 use super::record;
-use crate::ports::{ArtifactStore, BlobError, BlobInfo, BlobResult, PresignedRequest};
+use super::{validate_key, validate_upload_id};
+use crate::ports::{
+    ArtifactStore, BlobError, BlobInfo, BlobResult, Measured, PresignedRequest, StagedEntry, StagedUpload,
+};
 
 /// Longest accepted object key, in bytes.
 pub const MAX_KEY_BYTES: usize = 512;
 
-/// What a presigned write stored; `etag` is set for multipart parts and is what the upload
-/// handler returns in its `ETag` header.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PresignedWrite {
-    pub key: String,
-    pub info: BlobInfo,
-    pub etag: Option<String>,
-}
+const BLOB: &str = "blob";
+const BLOB_RECORD: &str = "blob.record";
 
 pub struct LocalArtifactStore {
     root: PathBuf,
@@ -48,11 +47,11 @@ impl fmt::Debug for LocalArtifactStore {
 }
 
 impl LocalArtifactStore {
-    /// Creates `objects/`, `tmp/` and `multipart/` under `root` if needed.
+    /// Creates `objects/`, `staging/` and `tmp/` under `root` if needed.
     /// `public_base_url` is where clients reach this server, e.g. `https://aether.example`.
     pub fn new(root: PathBuf, public_base_url: String, signing_secret: [u8; 32]) -> io::Result<Self> {
         let store = Self { public_base_url: public_base_url.trim_end_matches('/').to_owned(), root, signing_secret };
-        for dir in [store.objects_dir(), store.tmp_dir(), store.multipart_dir()] {
+        for dir in [store.objects_dir(), store.staging_root(), store.tmp_dir()] {
             std::fs::create_dir_all(dir)?;
         }
         Ok(store)
@@ -62,45 +61,58 @@ impl LocalArtifactStore {
         &self.root
     }
 
-    /// Verifies a token from `PUT /uploads/{token}` and stores `body` as the object or part it
-    /// names. Tokens are not single-use: until expiry the same object or part may be rewritten,
-    /// which is harmless because each write replaces the previous one atomically.
-    pub async fn accept_presigned(
+    /// Verifies a token from `PUT /uploads/{token}` and stores `body` where it grants.
+    pub async fn accept_upload_at(
         &self,
         token: &str,
         now_unix_s: u64,
         body: &mut (dyn AsyncRead + Send + Unpin),
         max_bytes: u64,
-    ) -> BlobResult<PresignedWrite> {
+    ) -> BlobResult<(BlobInfo, Option<String>)> {
         let claim = presign::verify(token, &self.signing_secret, now_unix_s).map_err(presign_error)?;
-        let PresignClaim { key, upload_id, part_number, .. } = claim;
-        match (upload_id, part_number) {
-            (Some(upload_id), Some(part_number)) => {
-                let info = self.multipart_put_part(&key, &upload_id, part_number, body, max_bytes).await?;
-                let etag = Some(format!("\"{}\"", info.sha256));
-                Ok(PresignedWrite { key, info, etag })
+        match claim.grant {
+            Grant::Upload { upload_id, size_bytes, sha256 } => {
+                let declared = StagedUpload { id: &upload_id, size_bytes, sha256: &sha256 };
+                let info = self.stage_object(&declared, body, max_bytes).await?;
+                Ok((info, None))
             }
-            _ => {
-                let info = self.put_object(&key, body, max_bytes, None).await?;
-                Ok(PresignedWrite { key, info, etag: None })
+            Grant::Part { upload_id, part_number } => {
+                let info = self.multipart_put_part(&upload_id, part_number, body, max_bytes).await?;
+                let etag = format!("\"{}\"", info.sha256);
+                Ok((info, Some(etag)))
             }
+            Grant::Download { .. } => Err(BlobError::Invalid("this URL is for downloading, not uploading".into())),
         }
     }
 
-    /// Removes temp files and multipart uploads untouched for longer than `older_than`; returns
-    /// how many entries were removed. An upload's directory changes whenever a part lands, so
-    /// only abandoned uploads age out; `older_than` should exceed the longest presign expiry.
+    /// Verifies a token from `GET /downloads/{token}` and opens the blob it grants.
+    pub async fn serve_download_at(
+        &self,
+        token: &str,
+        now_unix_s: u64,
+    ) -> BlobResult<(u64, Box<dyn AsyncRead + Send + Unpin>)> {
+        let claim = presign::verify(token, &self.signing_secret, now_unix_s).map_err(presign_error)?;
+        let Grant::Download { key } = claim.grant else {
+            return Err(BlobError::Invalid("this URL is for uploading, not downloading".into()));
+        };
+        let file = fsio::open_regular(&self.object_path(&key)?).await.map_err(backend)?;
+        let file = file.ok_or_else(|| BlobError::NotFound(key.clone()))?;
+        let size = file.metadata().await.map_err(backend)?.len();
+        Ok((size, Box::new(file)))
+    }
+
+    /// Removes temp files untouched for longer than `older_than` (left by a crash mid-write);
+    /// returns how many went. Staging areas are collected by the upload GC instead, which
+    /// knows which uploads are still live.
     pub async fn gc_stale_temp(&self, older_than: Duration) -> BlobResult<usize> {
         // A threshold reaching before the epoch means nothing can be that old.
         let Some(cutoff) = SystemTime::now().checked_sub(older_than) else {
             return Ok(0);
         };
-        let temps = sweep(&self.tmp_dir(), cutoff).await.map_err(backend)?;
-        let uploads = sweep(&self.multipart_dir(), cutoff).await.map_err(backend)?;
-        Ok(temps + uploads)
+        sweep(&self.tmp_dir(), cutoff).await.map_err(backend)
     }
 
-    pub(super) fn objects_dir(&self) -> PathBuf {
+    fn objects_dir(&self) -> PathBuf {
         self.root.join("objects")
     }
 
@@ -108,19 +120,30 @@ impl LocalArtifactStore {
         self.root.join("tmp")
     }
 
-    pub(super) fn multipart_dir(&self) -> PathBuf {
-        self.root.join("multipart")
+    fn staging_root(&self) -> PathBuf {
+        self.root.join("staging")
+    }
+
+    /// The staging directory of an upload.
+    pub(super) fn staging_dir(&self, upload_id: &str) -> BlobResult<PathBuf> {
+        validate_upload_id(upload_id)?;
+        Ok(self.staging_root().join(upload_id))
     }
 
     /// Validates `key` and returns where its blob lives.
-    pub(super) fn object_path(&self, key: &str) -> BlobResult<PathBuf> {
+    fn object_path(&self, key: &str) -> BlobResult<PathBuf> {
         validate_key(key)?;
         Ok(self.objects_dir().join(key))
     }
 
-    pub(super) fn presigned(&self, claim: &PresignClaim) -> PresignedRequest {
+    fn url(&self, route: &str, grant: Grant, expires_in: Duration) -> String {
+        let claim = PresignClaim { grant, expires_at_unix_s: now_unix_s().saturating_add(expires_in.as_secs()) };
+        format!("{}/{route}/{}", self.public_base_url, presign::sign(&claim, &self.signing_secret))
+    }
+
+    pub(super) fn upload_url(&self, grant: Grant, expires_in: Duration) -> PresignedRequest {
         PresignedRequest {
-            url: format!("{}/uploads/{}", self.public_base_url, presign::sign(claim, &self.signing_secret)),
+            url: self.url("uploads", grant, expires_in),
             method: "PUT".to_owned(),
             headers: vec![("content-type".to_owned(), "application/octet-stream".to_owned())],
         }
@@ -150,66 +173,69 @@ impl LocalArtifactStore {
         Ok((temp, info))
     }
 
-    /// Publishes a synced temp file as `key`, replacing any previous blob atomically, and
-    /// records `info` (measured while writing it) for [`ArtifactStore::recorded`].
-    pub(super) async fn publish(&self, temp: TempFile, key: &str, info: &BlobInfo) -> BlobResult<()> {
-        let dest = self.object_path(key)?;
-        if let Some(parent) = dest.parent() {
-            tokio::fs::create_dir_all(parent).await.map_err(backend)?;
+    /// Moves a synced temp file into an upload's staging directory as its object, recording
+    /// what it holds. Fails with `NotFound` once the upload was completed or discarded.
+    pub(super) async fn persist_staged(&self, temp: TempFile, upload_id: &str, info: &BlobInfo) -> BlobResult<()> {
+        let dir = self.staging_dir(upload_id)?;
+        let blob = dir.join(BLOB);
+        match temp.persist(&blob).await {
+            Ok(()) => {}
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Err(upload_gone(upload_id)),
+            Err(err) => return Err(backend(err)),
         }
-        temp.persist(&dest).await.map_err(backend)?;
-        if let Err(error) = record::write(&dest, &self.record_path(key), info).await {
-            tracing::warn!(key, %error, "could not record the blob's digest; it will be re-read when needed");
+        if let Err(error) = record::write(&blob, &dir.join(BLOB_RECORD), info).await {
+            tracing::warn!(upload_id, %error, "could not record the staged object's digest; it will be re-read");
         }
         Ok(())
     }
 
-    /// Where the measurements of `key`'s blob are kept (`records/<key>`).
-    fn record_path(&self, key: &str) -> PathBuf {
-        self.root.join("records").join(key)
-    }
-
-    async fn put_object(
+    /// One whole-object PUT: exactly the declared bytes, or nothing is staged.
+    async fn stage_object(
         &self,
-        key: &str,
+        declared: &StagedUpload<'_>,
         body: &mut (dyn AsyncRead + Send + Unpin),
         max_bytes: u64,
-        expected_sha256: Option<&str>,
     ) -> BlobResult<BlobInfo> {
-        // Validate before reading anything so a bad key costs no I/O.
-        self.object_path(key)?;
-        let (temp, info) = self.write_temp(body, max_bytes, true).await?;
-        if let Some(expected) = expected_sha256
-            && !expected.eq_ignore_ascii_case(&info.sha256)
-        {
-            // Dropping `temp` removes the bytes: a mismatching upload is never published.
-            return Err(BlobError::DigestMismatch { expected: expected.to_owned(), actual: info.sha256 });
+        let dir = self.staging_dir(declared.id)?;
+        if !tokio::fs::try_exists(&dir).await.map_err(backend)? {
+            return Err(upload_gone(declared.id));
         }
-        self.publish(temp, key, &info).await?;
+        let (temp, info) = self.write_temp(body, declared.size_bytes.min(max_bytes), true).await?;
+        if info.size_bytes != declared.size_bytes {
+            return Err(BlobError::Invalid(format!(
+                "the upload sent {} bytes; {} were declared",
+                info.size_bytes, declared.size_bytes
+            )));
+        }
+        if info.sha256 != declared.sha256 {
+            return Err(BlobError::DigestMismatch { expected: declared.sha256.to_owned(), actual: info.sha256 });
+        }
+        self.persist_staged(temp, declared.id, &info).await?;
         Ok(info)
+    }
+
+    /// Where `key`'s blob goes, with its parent directory created.
+    async fn destination(&self, key: &str) -> BlobResult<PathBuf> {
+        let dest = self.object_path(key)?;
+        if let Some(parent) = dest.parent() {
+            tokio::fs::create_dir_all(parent).await.map_err(backend)?;
+        }
+        Ok(dest)
     }
 }
 
 impl ArtifactStore for LocalArtifactStore {
-    async fn put(
-        &self,
-        key: &str,
-        body: &mut (dyn AsyncRead + Send + Unpin),
-        max_bytes: u64,
-        expected_sha256: Option<&str>,
-    ) -> BlobResult<BlobInfo> {
-        self.put_object(key, body, max_bytes, expected_sha256).await
+    async fn ping(&self) -> BlobResult<()> {
+        let meta = tokio::fs::metadata(self.objects_dir()).await.map_err(backend)?;
+        if meta.is_dir() { Ok(()) } else { Err(backend(io::Error::other("objects/ is not a directory"))) }
     }
 
-    async fn stat(&self, key: &str) -> BlobResult<Option<BlobInfo>> {
-        fsio::hash_file(&self.object_path(key)?).await.map_err(backend)
-    }
-
-    async fn recorded(&self, key: &str) -> BlobResult<Option<BlobInfo>> {
-        let object = self.object_path(key)?;
-        match record::read(&object, &self.record_path(key)).await {
-            Some(info) => Ok(Some(info)),
-            None => fsio::hash_file(&object).await.map_err(backend),
+    async fn head(&self, key: &str) -> BlobResult<Option<u64>> {
+        match tokio::fs::symlink_metadata(self.object_path(key)?).await {
+            Ok(meta) if meta.is_file() => Ok(Some(meta.len())),
+            Ok(_) => Ok(None),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(backend(err)),
         }
     }
 
@@ -228,79 +254,146 @@ impl ArtifactStore for LocalArtifactStore {
             Ok(_) => return Ok(()),
             Err(err) => return fsio::ignore_not_found(Err(err)).map_err(backend),
         }
-        fsio::ignore_not_found(tokio::fs::remove_file(&path).await).map_err(backend)?;
-        record::remove(&self.record_path(key)).await.map_err(backend)
+        fsio::ignore_not_found(tokio::fs::remove_file(&path).await).map_err(backend)
     }
 
-    async fn presign_put(&self, key: &str, expires_in: Duration) -> BlobResult<PresignedRequest> {
+    async fn presign_get(&self, key: &str, expires_in: Duration) -> BlobResult<PresignedRequest> {
         validate_key(key)?;
-        let claim = PresignClaim {
-            key: key.to_owned(),
-            upload_id: None,
-            part_number: None,
-            expires_at_unix_s: expires_at(expires_in),
-        };
-        Ok(self.presigned(&claim))
+        let url = self.url("downloads", Grant::Download { key: key.to_owned() }, expires_in);
+        Ok(PresignedRequest { url, method: "GET".to_owned(), headers: Vec::new() })
     }
 
-    async fn create_multipart(&self, key: &str) -> BlobResult<String> {
-        self.multipart_create(key).await
+    async fn put_staged(
+        &self,
+        upload_id: &str,
+        body: &mut (dyn AsyncRead + Send + Unpin),
+        max_bytes: u64,
+        expected_sha256: &str,
+    ) -> BlobResult<BlobInfo> {
+        let dir = self.staging_dir(upload_id)?;
+        let (temp, info) = self.write_temp(body, max_bytes, true).await?;
+        if !expected_sha256.eq_ignore_ascii_case(&info.sha256) {
+            // Dropping `temp` removes the bytes: a mismatching upload is never staged.
+            return Err(BlobError::DigestMismatch { expected: expected_sha256.to_owned(), actual: info.sha256 });
+        }
+        tokio::fs::create_dir_all(&dir).await.map_err(backend)?;
+        self.persist_staged(temp, upload_id, &info).await?;
+        Ok(info)
+    }
+
+    async fn presign_upload(&self, upload: &StagedUpload<'_>, expires_in: Duration) -> BlobResult<PresignedRequest> {
+        let dir = self.staging_dir(upload.id)?;
+        tokio::fs::create_dir_all(&dir).await.map_err(backend)?;
+        let grant = Grant::Upload {
+            upload_id: upload.id.to_owned(),
+            size_bytes: upload.size_bytes,
+            sha256: upload.sha256.to_owned(),
+        };
+        Ok(self.upload_url(grant, expires_in))
+    }
+
+    async fn create_multipart(&self, upload: &StagedUpload<'_>) -> BlobResult<String> {
+        self.multipart_create(upload.id).await
     }
 
     async fn presign_part(
         &self,
-        key: &str,
         upload_id: &str,
+        multipart_id: &str,
         part_number: u32,
         expires_in: Duration,
     ) -> BlobResult<PresignedRequest> {
-        self.multipart_presign_part(key, upload_id, part_number, expires_at(expires_in)).await
+        self.multipart_presign_part(upload_id, multipart_id, part_number, expires_in).await
     }
 
-    async fn complete_multipart(&self, key: &str, upload_id: &str, parts: &[(u32, String)]) -> BlobResult<()> {
-        self.multipart_complete(key, upload_id, parts).await
+    async fn complete_multipart(&self, upload_id: &str, multipart_id: &str, parts: &[(u32, String)]) -> BlobResult<()> {
+        self.multipart_complete(upload_id, multipart_id, parts).await
     }
 
-    async fn abort_multipart(&self, key: &str, upload_id: &str) -> BlobResult<()> {
-        self.multipart_abort(key, upload_id).await
+    async fn measure_staged(&self, upload: &StagedUpload<'_>) -> BlobResult<Measured> {
+        let dir = self.staging_dir(upload.id)?;
+        let blob = dir.join(BLOB);
+        let info = match record::read(&blob, &dir.join(BLOB_RECORD)).await {
+            Some(info) => Some(info),
+            None => fsio::hash_file(&blob).await.map_err(backend)?,
+        };
+        let info = info.ok_or_else(|| BlobError::NotFound(format!("the staged object of upload {}", upload.id)))?;
+        Ok(Measured { size_bytes: Some(info.size_bytes), sha256: Some(info.sha256) })
     }
 
-    async fn accept_presigned(
+    async fn publish(&self, upload_id: &str, key: &str) -> BlobResult<()> {
+        let dir = self.staging_dir(upload_id)?;
+        let staged = dir.join(BLOB);
+        let dest = self.destination(key).await?;
+        match tokio::fs::rename(&staged, &dest).await {
+            Ok(()) => {}
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                return Err(BlobError::NotFound(format!("the staged object of upload {upload_id}")));
+            }
+            Err(err) => return Err(backend(err)),
+        }
+        if let Some(parent) = dest.parent() {
+            fsio::sync_dir(parent).await.map_err(backend)?;
+        }
+        // The object is published; a leftover staging directory is only clutter for the GC.
+        if let Err(error) = fsio::ignore_not_found(tokio::fs::remove_dir_all(&dir).await) {
+            tracing::warn!(upload_id, %error, "could not remove a published upload's staging directory");
+        }
+        Ok(())
+    }
+
+    async fn discard(&self, upload_id: &str, _multipart_id: Option<&str>) -> BlobResult<()> {
+        let dir = self.staging_dir(upload_id)?;
+        fsio::ignore_not_found(tokio::fs::remove_dir_all(&dir).await).map_err(backend)
+    }
+
+    async fn purge_staged(&self, upload_id: &str, multipart_id: Option<&str>) -> BlobResult<()> {
+        // Nothing marks a discarded upload here: a missing staging directory refuses its URLs.
+        self.discard(upload_id, multipart_id).await
+    }
+
+    async fn list_staged(&self) -> BlobResult<Vec<StagedEntry>> {
+        let mut found = Vec::new();
+        let mut entries = tokio::fs::read_dir(self.staging_root()).await.map_err(backend)?;
+        while let Some(entry) = entries.next_entry().await.map_err(backend)? {
+            // Entries vanish concurrently when uploads complete.
+            let modified = match entry.metadata().await.and_then(|meta| meta.modified()) {
+                Ok(modified) => modified,
+                Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
+                Err(err) => return Err(backend(err)),
+            };
+            let upload_id = entry.file_name().to_string_lossy().into_owned();
+            found.push(StagedEntry { multipart_id: None, upload_id, modified });
+        }
+        Ok(found)
+    }
+
+    fn serves_presigned_urls(&self) -> bool {
+        true
+    }
+
+    async fn accept_upload(
         &self,
         token: &str,
         body: &mut (dyn AsyncRead + Send + Unpin),
         max_bytes: u64,
     ) -> BlobResult<(u64, Option<String>)> {
-        // The inherent method of the same name takes the clock as a parameter for tests.
-        let written = LocalArtifactStore::accept_presigned(self, token, now_unix_s(), body, max_bytes).await?;
-        Ok((written.info.size_bytes, written.etag))
+        let (info, etag) = self.accept_upload_at(token, now_unix_s(), body, max_bytes).await?;
+        Ok((info.size_bytes, etag))
     }
-}
 
-/// Accepts relative keys of `[A-Za-z0-9._/-]`, at most [`MAX_KEY_BYTES`] long, whose
-/// `/`-separated segments are neither empty, `.` nor `..`, so a key can only ever name a file
-/// inside `objects/`.
-pub fn validate_key(key: &str) -> BlobResult<()> {
-    if key.is_empty() {
-        return Err(BlobError::Invalid("object key is empty".to_owned()));
+    async fn serve_download(&self, token: &str) -> BlobResult<(u64, Box<dyn AsyncRead + Send + Unpin>)> {
+        self.serve_download_at(token, now_unix_s()).await
     }
-    if key.len() > MAX_KEY_BYTES {
-        return Err(BlobError::Invalid(format!("object key is longer than {MAX_KEY_BYTES} bytes")));
-    }
-    if let Some(c) = key.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '/' | '-'))) {
-        return Err(BlobError::Invalid(format!("object key contains {c:?}")));
-    }
-    if key.starts_with('/') {
-        return Err(BlobError::Invalid("object key is absolute".to_owned()));
-    }
-    if key.split('/').any(|segment| segment.is_empty() || segment == "." || segment == "..") {
-        return Err(BlobError::Invalid("object key has an empty, '.' or '..' segment".to_owned()));
-    }
-    Ok(())
 }
 
 pub(super) fn backend(err: io::Error) -> BlobError {
-    BlobError::Backend(Box::new(err))
+    BlobError::backend("local artifact directory", err)
+}
+
+/// The upload was completed, discarded, or never existed: its URLs write nothing any more.
+pub(super) fn upload_gone(upload_id: &str) -> BlobError {
+    BlobError::NotFound(format!("upload {upload_id} (it was completed or aborted, or never started)"))
 }
 
 fn presign_error(err: PresignError) -> BlobError {
@@ -310,10 +403,6 @@ fn presign_error(err: PresignError) -> BlobError {
 fn now_unix_s() -> u64 {
     // A clock before 1970 is broken; treating it as the epoch only makes tokens expire early.
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
-fn expires_at(expires_in: Duration) -> u64 {
-    now_unix_s().saturating_add(expires_in.as_secs())
 }
 
 /// Removes the entries of `dir` last modified before `cutoff`; returns how many went.
@@ -356,21 +445,23 @@ mod tests {
     }
 
     #[test]
+    fn upload_ids_must_be_canonical_uuids() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalArtifactStore::new(dir.path().to_owned(), "http://h/".to_owned(), [0xab; 32]).unwrap();
+        let id = uuid::Uuid::new_v4().to_string();
+        assert!(store.staging_dir(&id).unwrap().ends_with(&id));
+        for bad in ["..", "../objects", &id.to_uppercase(), "", "a/b"] {
+            assert!(matches!(store.staging_dir(bad), Err(BlobError::Invalid(_))), "{bad}");
+        }
+    }
+
+    #[test]
     fn debug_redacts_the_secret() {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalArtifactStore::new(dir.path().to_owned(), "http://h/".to_owned(), [0xab; 32]).unwrap();
         let debug = format!("{store:?}");
         assert!(debug.contains("<redacted>") && !debug.contains("171"), "{debug}");
-        assert!(
-            store
-                .presigned(&PresignClaim {
-                    key: "k".to_owned(),
-                    upload_id: None,
-                    part_number: None,
-                    expires_at_unix_s: 1
-                })
-                .url
-                .starts_with("http://h/uploads/")
-        );
+        let grant = Grant::Download { key: "k".to_owned() };
+        assert!(store.url("downloads", grant, Duration::from_secs(1)).starts_with("http://h/downloads/"));
     }
 }

@@ -1,89 +1,77 @@
-//! Multipart uploads for [`LocalArtifactStore`]: `multipart/<upload_id>/key` records the
-//! object key and `multipart/<upload_id>/<part_number:05>` holds each uploaded part.
+//! Multipart uploads for [`LocalArtifactStore`]: parts land in the upload's staging directory
+//! (`staging/<upload id>/parts/<part number:05>`) and completion concatenates them into the
+//! upload's staged object. The multipart id is the upload id: one upload, one assembly.
 
 use std::io;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncRead;
 
 use super::fsio::{self, TempFile};
-use super::local::{LocalArtifactStore, backend, validate_key};
-use super::presign::PresignClaim;
+use super::local::{LocalArtifactStore, backend, upload_gone};
+use super::presign::Grant;
 use crate::ports::{BlobError, BlobInfo, BlobResult, PresignedRequest};
 
 /// Part numbers run from 1 to this, as in S3.
 pub const MAX_PART_NUMBER: u32 = 10_000;
 
-const KEY_FILE: &str = "key";
+const PARTS: &str = "parts";
 
 impl LocalArtifactStore {
-    pub(super) async fn multipart_create(&self, key: &str) -> BlobResult<String> {
-        validate_key(key)?;
-        let upload_id = uuid::Uuid::new_v4().to_string();
-        let dir = self.multipart_dir().join(&upload_id);
-        tokio::fs::create_dir_all(&dir).await.map_err(backend)?;
-        // Nobody knows the id before it is returned, so a plain write cannot be observed
-        // half-done; a crash leaves a directory that `gc_stale_temp` removes.
-        if let Err(err) = tokio::fs::write(dir.join(KEY_FILE), key).await {
-            let _ = tokio::fs::remove_dir_all(&dir).await;
-            return Err(backend(err));
-        }
-        Ok(upload_id)
+    pub(super) async fn multipart_create(&self, upload_id: &str) -> BlobResult<String> {
+        let parts = self.staging_dir(upload_id)?.join(PARTS);
+        tokio::fs::create_dir_all(&parts).await.map_err(backend)?;
+        Ok(upload_id.to_owned())
     }
 
     pub(super) async fn multipart_presign_part(
         &self,
-        key: &str,
         upload_id: &str,
+        multipart_id: &str,
         part_number: u32,
-        expires_at_unix_s: u64,
+        expires_in: Duration,
     ) -> BlobResult<PresignedRequest> {
         check_part_number(part_number)?;
-        self.upload_dir(key, upload_id).await?;
-        let claim = PresignClaim {
-            key: key.to_owned(),
-            upload_id: Some(upload_id.to_owned()),
-            part_number: Some(part_number),
-            expires_at_unix_s,
-        };
-        Ok(self.presigned(&claim))
+        self.parts_dir(upload_id, multipart_id).await?;
+        let grant = Grant::Part { upload_id: upload_id.to_owned(), part_number };
+        Ok(self.upload_url(grant, expires_in))
     }
 
     /// Stores one part, replacing an earlier upload of the same part number atomically.
     pub(super) async fn multipart_put_part(
         &self,
-        key: &str,
         upload_id: &str,
         part_number: u32,
         body: &mut (dyn AsyncRead + Send + Unpin),
         max_bytes: u64,
     ) -> BlobResult<BlobInfo> {
         check_part_number(part_number)?;
-        let dir = self.upload_dir(key, upload_id).await?;
+        let dir = self.parts_dir(upload_id, upload_id).await?;
         // Parts are not synced to disk: completion hashes every part again against its ETag,
         // so a part damaged by a crash is refused, and the assembled object is synced before
-        // it is published. This halves the disk writes a multipart upload waits for.
+        // it is staged. This halves the disk writes a multipart upload waits for.
         let (temp, info) = self.write_temp(body, max_bytes, false).await?;
-        // The upload may have been aborted or completed while the body streamed in; the rename
-        // then fails rather than recreating the directory.
+        // The upload may have been completed or discarded while the body streamed in; the
+        // rename then fails rather than recreating the directory.
         match temp.persist(&dir.join(part_file(part_number))).await {
             Ok(()) => Ok(info),
-            Err(err) if err.kind() == io::ErrorKind::NotFound => Err(upload_not_found(upload_id)),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Err(upload_gone(upload_id)),
             Err(err) => Err(backend(err)),
         }
     }
 
-    /// Concatenates the listed parts into the object, checking each part's ETag against the
-    /// bytes actually copied, then removes the upload. On any error nothing is published and
-    /// the upload stays, so the client may retry with a corrected list.
+    /// Concatenates the listed parts into the upload's staged object, checking each part's
+    /// ETag against the bytes actually copied, then removes the parts. On any error nothing is
+    /// staged and the parts stay, so the client may retry with a corrected list.
     pub(super) async fn multipart_complete(
         &self,
-        key: &str,
         upload_id: &str,
+        multipart_id: &str,
         parts: &[(u32, String)],
     ) -> BlobResult<()> {
-        let dir = self.upload_dir(key, upload_id).await?;
+        let dir = self.parts_dir(upload_id, multipart_id).await?;
         check_part_list(parts)?;
         // Fail fast on a missing part before copying gigabytes of the others.
         for (part_number, _) in parts {
@@ -102,43 +90,22 @@ impl LocalArtifactStore {
         let info = tokio::task::spawn_blocking(move || concatenate(&sources, file))
             .await
             .map_err(|e| backend(io::Error::other(e)))??;
-        self.publish(temp, key, &info).await?;
-        // The object is published; a leftover upload directory is only clutter for the GC.
+        self.persist_staged(temp, upload_id, &info).await?;
+        // The object is staged; leftover parts are only clutter that the GC or publishing removes.
         if let Err(err) = fsio::ignore_not_found(tokio::fs::remove_dir_all(&dir).await) {
-            tracing::warn!(upload_id, error = %err, "could not remove a completed multipart upload");
+            tracing::warn!(upload_id, error = %err, "could not remove the parts of an assembled upload");
         }
         Ok(())
     }
 
-    /// Removes the upload and its parts; aborting an unknown upload is not an error.
-    pub(super) async fn multipart_abort(&self, key: &str, upload_id: &str) -> BlobResult<()> {
-        let dir = match self.upload_dir(key, upload_id).await {
-            Ok(dir) => dir,
-            Err(BlobError::NotFound(_)) => return Ok(()),
-            Err(err) => return Err(err),
-        };
-        fsio::ignore_not_found(tokio::fs::remove_dir_all(&dir).await).map_err(backend)
-    }
-
-    /// The directory of an existing upload of `key`: `NotFound` when there is no such upload,
-    /// `Invalid` when it belongs to another key.
-    async fn upload_dir(&self, key: &str, upload_id: &str) -> BlobResult<PathBuf> {
-        validate_key(key)?;
-        // Only canonical UUIDs name a directory, so an id can never climb out of `multipart/`.
-        let canonical = uuid::Uuid::try_parse(upload_id).map(|id| id.to_string()).ok();
-        if canonical.as_deref() != Some(upload_id) {
-            return Err(BlobError::Invalid(format!("malformed multipart upload id {upload_id:?}")));
+    /// The parts directory of a live multipart upload: `NotFound` once it was completed or
+    /// discarded, `Invalid` for an id that is not this upload's.
+    async fn parts_dir(&self, upload_id: &str, multipart_id: &str) -> BlobResult<PathBuf> {
+        if multipart_id != upload_id {
+            return Err(BlobError::Invalid(format!("multipart upload {multipart_id} is not upload {upload_id}")));
         }
-        let dir = self.multipart_dir().join(upload_id);
-        let recorded = match tokio::fs::read_to_string(dir.join(KEY_FILE)).await {
-            Ok(recorded) => recorded,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return Err(upload_not_found(upload_id)),
-            Err(err) => return Err(backend(err)),
-        };
-        if recorded != key {
-            return Err(BlobError::Invalid(format!("multipart upload {upload_id} is for another key")));
-        }
-        Ok(dir)
+        let dir = self.staging_dir(upload_id)?.join(PARTS);
+        if tokio::fs::try_exists(&dir).await.map_err(backend)? { Ok(dir) } else { Err(upload_gone(upload_id)) }
     }
 }
 
@@ -155,7 +122,7 @@ fn check_part_number(part_number: u32) -> BlobResult<()> {
 }
 
 /// A non-empty list of valid part numbers in strictly ascending order, as S3 requires.
-fn check_part_list(parts: &[(u32, String)]) -> BlobResult<()> {
+pub(crate) fn check_part_list(parts: &[(u32, String)]) -> BlobResult<()> {
     if parts.is_empty() {
         return Err(BlobError::Invalid("a multipart upload needs at least one part".to_owned()));
     }
@@ -170,10 +137,6 @@ fn check_part_list(parts: &[(u32, String)]) -> BlobResult<()> {
 
 fn missing_part(part_number: u32) -> BlobError {
     BlobError::Invalid(format!("part {part_number} was not uploaded"))
-}
-
-fn upload_not_found(upload_id: &str) -> BlobError {
-    BlobError::NotFound(format!("multipart upload {upload_id}"))
 }
 
 /// Appends each part to `out` in order, checking each against its ETag and hashing the whole

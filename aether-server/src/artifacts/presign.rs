@@ -1,8 +1,10 @@
-//! Tokens for presigned uploads served by the server itself (`PUT /uploads/{token}`).
+//! Tokens for presigned URLs served by the server itself (`PUT /uploads/{token}`,
+//! `GET /downloads/{token}`).
 //!
 //! A token is `<claim>.<mac>`: the URL-safe base64 (no padding) of a compact JSON claim and of
-//! an HMAC-SHA256 over that encoded claim. The claim binds one object key, or one part of one
-//! multipart upload, and an expiry, so a leaked URL cannot be replayed against anything else.
+//! an HMAC-SHA256 over that encoded claim. The claim grants one thing (writing the staged
+//! object of one upload with its declared size and SHA-256, writing one part of one upload, or
+//! reading one published blob) until an expiry, so a leaked URL cannot be used for anything else.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -13,36 +15,51 @@ use sha2::Sha256;
 type HmacSha256 = Hmac<Sha256>;
 
 /// Mixed into every MAC so the signing secret cannot be confused with any other use of it.
-const DOMAIN: &[u8] = b"aether-presign-v1\n";
+/// Version 2: claims name staged uploads; version-1 tokens wrote final keys and are refused.
+const DOMAIN: &[u8] = b"aether-presign-v2\n";
 
 /// Far above any valid token (keys are at most 512 bytes); refusing longer input early keeps a
 /// hostile URL from costing more than a bounded decode.
 const MAX_TOKEN_LEN: usize = 4096;
 
-/// What a presigned upload token allows: writing `key` (or, with `upload_id` and
-/// `part_number`, one part of that multipart upload) until `expires_at_unix_s`.
+/// What a token allows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "a", deny_unknown_fields)]
+pub enum Grant {
+    /// One PUT of exactly `size_bytes` bytes hashing to `sha256` into the upload's staging area.
+    #[serde(rename = "put")]
+    Upload {
+        #[serde(rename = "u")]
+        upload_id: String,
+        #[serde(rename = "n")]
+        size_bytes: u64,
+        #[serde(rename = "s")]
+        sha256: String,
+    },
+    /// One part of the upload's multipart assembly.
+    #[serde(rename = "part")]
+    Part {
+        #[serde(rename = "u")]
+        upload_id: String,
+        #[serde(rename = "p")]
+        part_number: u32,
+    },
+    /// Reading one published blob.
+    #[serde(rename = "get")]
+    Download {
+        #[serde(rename = "k")]
+        key: String,
+    },
+}
+
+/// A grant and when it stops working.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PresignClaim {
-    #[serde(rename = "k")]
-    pub key: String,
-    #[serde(rename = "u", default, skip_serializing_if = "Option::is_none")]
-    pub upload_id: Option<String>,
-    #[serde(rename = "p", default, skip_serializing_if = "Option::is_none")]
-    pub part_number: Option<u32>,
+    #[serde(rename = "g")]
+    pub grant: Grant,
     #[serde(rename = "e")]
     pub expires_at_unix_s: u64,
-}
-
-impl PresignClaim {
-    /// The multipart upload and part this claim is for, or `None` for a whole object.
-    /// Claims carrying only one of the two are rejected by [`verify`].
-    pub fn part(&self) -> Option<(&str, u32)> {
-        match (&self.upload_id, self.part_number) {
-            (Some(upload_id), Some(part_number)) => Some((upload_id.as_str(), part_number)),
-            _ => None,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -78,9 +95,6 @@ pub fn verify(token: &str, secret: &[u8; 32], now_unix_s: u64) -> Result<Presign
     mac(secret, payload.as_bytes()).verify_slice(&tag).map_err(|_| PresignError::BadSignature)?;
     let json = URL_SAFE_NO_PAD.decode(payload).map_err(|_| PresignError::Malformed)?;
     let claim: PresignClaim = serde_json::from_slice(&json).map_err(|_| PresignError::Malformed)?;
-    if claim.upload_id.is_some() != claim.part_number.is_some() {
-        return Err(PresignError::Malformed);
-    }
     if now_unix_s >= claim.expires_at_unix_s {
         return Err(PresignError::Expired);
     }
@@ -108,14 +122,17 @@ mod tests {
     const NOW: u64 = 1_700_000_000;
 
     fn object(key: &str) -> PresignClaim {
-        PresignClaim { key: key.to_owned(), upload_id: None, part_number: None, expires_at_unix_s: NOW + 60 }
+        PresignClaim { grant: Grant::Download { key: key.to_owned() }, expires_at_unix_s: NOW + 60 }
     }
 
-    fn part(key: &str, upload_id: &str, part_number: u32) -> PresignClaim {
+    fn upload(upload_id: &str) -> PresignClaim {
+        let grant = Grant::Upload { upload_id: upload_id.to_owned(), size_bytes: 5, sha256: "ab".repeat(32) };
+        PresignClaim { grant, expires_at_unix_s: NOW + 60 }
+    }
+
+    fn part(upload_id: &str, part_number: u32) -> PresignClaim {
         PresignClaim {
-            key: key.to_owned(),
-            upload_id: Some(upload_id.to_owned()),
-            part_number: Some(part_number),
+            grant: Grant::Part { upload_id: upload_id.to_owned(), part_number },
             expires_at_unix_s: NOW + 60,
         }
     }
@@ -128,14 +145,12 @@ mod tests {
     }
 
     #[test]
-    fn round_trip_object_and_part() {
-        for claim in [object("blobs/ab/cd"), part("blobs/ab/cd", "u-1", 7)] {
+    fn round_trip_every_grant() {
+        for claim in [object("blobs/ab/cd"), upload("u-1"), part("u-1", 7)] {
             let token = sign(&claim, &SECRET);
             assert!(token.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)), "{token}");
             assert_eq!(verify(&token, &SECRET, NOW).unwrap(), claim);
         }
-        assert_eq!(part("k", "u-1", 7).part(), Some(("u-1", 7)));
-        assert_eq!(object("k").part(), None);
     }
 
     #[test]
@@ -189,17 +204,20 @@ mod tests {
     #[test]
     fn token_for_key_a_does_not_name_key_b() {
         let claim = verify(&sign(&object("a"), &SECRET), &SECRET, NOW).unwrap();
-        assert_eq!(claim.key, "a");
+        assert_eq!(claim.grant, Grant::Download { key: "a".to_owned() });
         assert_ne!(sign(&object("a"), &SECRET), sign(&object("b"), &SECRET));
     }
 
     #[test]
-    fn part_claims_bind_upload_and_part() {
-        let token = sign(&part("k", "u-1", 1), &SECRET);
-        let claim = verify(&token, &SECRET, NOW).unwrap();
-        assert_eq!(claim.part(), Some(("u-1", 1)));
+    fn grants_bind_their_upload_part_and_declaration() {
+        let token = sign(&part("u-1", 1), &SECRET);
+        assert_eq!(verify(&token, &SECRET, NOW).unwrap(), part("u-1", 1));
         let (_, tag) = token.split_once('.').unwrap();
-        for other in [part("k", "u-2", 1), part("k", "u-1", 2), object("k")] {
+        let mut bigger = upload("u-1");
+        if let Grant::Upload { size_bytes, .. } = &mut bigger.grant {
+            *size_bytes += 1;
+        }
+        for other in [part("u-2", 1), part("u-1", 2), object("u-1"), upload("u-1"), bigger] {
             let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&other).unwrap());
             assert_eq!(verify(&format!("{payload}.{tag}"), &SECRET, NOW), Err(PresignError::BadSignature));
         }
@@ -215,9 +233,11 @@ mod tests {
             );
         }
         // Correctly signed but not a valid claim.
-        let half_part = sign_raw(r#"{"k":"a","u":"u-1","e":9999999999}"#);
+        let half_part = sign_raw(r#"{"g":{"a":"part","u":"u-1"},"e":9999999999}"#);
         assert_eq!(verify(&half_part, &SECRET, NOW), Err(PresignError::Malformed));
-        let unknown_field = sign_raw(r#"{"k":"a","e":9999999999,"x":1}"#);
+        let unknown_grant = sign_raw(r#"{"g":{"a":"delete","k":"a"},"e":9999999999}"#);
+        assert_eq!(verify(&unknown_grant, &SECRET, NOW), Err(PresignError::Malformed));
+        let unknown_field = sign_raw(r#"{"g":{"a":"get","k":"a"},"e":9999999999,"x":1}"#);
         assert_eq!(verify(&unknown_field, &SECRET, NOW), Err(PresignError::Malformed));
         assert_eq!(verify(&sign_raw("not json"), &SECRET, NOW), Err(PresignError::Malformed));
     }

@@ -43,7 +43,3 @@ pub(super) async fn read(object: &Path, record: &Path) -> Option<BlobInfo> {
     let valid_sha = sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_hexdigit());
     (size_bytes == meta.size() && valid_sha).then(|| BlobInfo { size_bytes, sha256: sha256.to_owned() })
 }
-
-pub(super) async fn remove(record: &Path) -> io::Result<()> {
-    super::fsio::ignore_not_found(tokio::fs::remove_file(record).await)
-}

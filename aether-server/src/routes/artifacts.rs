@@ -16,7 +16,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiPath, ApiQuery};
 use crate::model::Artifact;
 use crate::ports::{ArtifactStore, BlobError, MetadataStore};
-use crate::service;
+use crate::service::{self, uploads};
 use crate::state::{AppState, Ports};
 
 pub fn artifact_response(a: &Artifact) -> ArtifactResponse {
@@ -120,14 +120,14 @@ pub async fn legacy_upload<P: Ports>(
             if let Some(app) = &app {
                 service::check_quota(&state, app, digest.as_str(), declared_length(&headers).unwrap_or(0)).await?;
             }
-            let size = upload_body(&state, digest.as_str(), &headers, body).await?;
+            let (upload_id, size) = upload_body(&state, digest.as_str(), &headers, body).await?;
             if let Some(app) = &app
                 && let Err(error) = service::check_quota(&state, app, digest.as_str(), size).await
             {
-                // Without a row the blob is garbage: remove it rather than keep it unaccounted.
-                state.blobs.delete(&service::storage_key(digest.as_str())).await?;
+                state.blobs.discard(&upload_id, None).await?;
                 return Err(error);
             }
+            uploads::publish_staged(&state, &upload_id, digest.as_str()).await?;
             size
         }
     };
@@ -159,8 +159,13 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
     headers.get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
 }
 
-/// Streams the request body into the store under the digest's key; returns the stored size.
-async fn upload_body<P: Ports>(state: &AppState<P>, digest: &str, headers: &HeaderMap, body: Body) -> ApiResult<u64> {
+/// Streams the request body into a fresh staging area; returns its upload id and the size.
+async fn upload_body<P: Ports>(
+    state: &AppState<P>,
+    digest: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> ApiResult<(String, u64)> {
     let limit = state.config.max_artifact_size_bytes;
     if declared_length(headers).is_some_and(|n| n > limit) {
         return Err(BlobError::TooLarge { limit_bytes: limit }.into());
@@ -172,7 +177,8 @@ async fn upload_body<P: Ports>(state: &AppState<P>, digest: &str, headers: &Head
     let started = Instant::now();
     let stream = body.into_data_stream().map_err(std::io::Error::other);
     let mut reader = StreamReader::new(stream);
-    let result = state.blobs.put(&service::storage_key(digest), &mut reader, limit, Some(digest)).await;
+    let upload_id = uuid::Uuid::new_v4().to_string();
+    let result = state.blobs.put_staged(&upload_id, &mut reader, limit, digest).await;
     let outcome = match &result {
         Ok(_) => "stored",
         Err(BlobError::DigestMismatch { .. }) => "digest_mismatch",
@@ -181,5 +187,6 @@ async fn upload_body<P: Ports>(state: &AppState<P>, digest: &str, headers: &Head
     };
     let size = result.as_ref().map_or(0, |info| info.size_bytes);
     state.metrics.upload_finished(outcome, size, started.elapsed());
-    Ok(result?.size_bytes)
+    state.metrics.put_received(started.elapsed());
+    Ok((upload_id, result?.size_bytes))
 }

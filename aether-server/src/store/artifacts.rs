@@ -5,7 +5,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
 use super::{conflict_or_db, db_err};
-use crate::model::{Artifact, PendingUpload};
+use crate::model::Artifact;
 use crate::ports::{StoreError, StoreResult};
 
 /// Statuses whose deployment still needs its artifact's blob.
@@ -143,61 +143,6 @@ pub(super) async fn artifact_in_use(pool: &AnyPool, artifact_id: &str) -> StoreR
     Ok(row.is_some())
 }
 
-/// `Conflict` when the storage key is already pending: keys are generated per upload.
-pub(super) async fn put_pending_upload(pool: &AnyPool, upload: &PendingUpload) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO pending_uploads \
-         (storage_key, app_id, digest, size_bytes, multipart_upload_id, created_at_ms, expires_at_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(&upload.storage_key)
-    .bind(upload.app_id.as_deref())
-    .bind(&upload.digest)
-    .bind(upload.size_bytes)
-    .bind(upload.multipart_upload_id.as_deref())
-    .bind(upload.created_at_ms)
-    .bind(upload.expires_at_ms)
-    .execute(pool)
-    .await
-    .map_err(|e| conflict_or_db(e, || format!("pending upload {}", upload.storage_key)))?;
-    Ok(())
-}
-
-pub(super) async fn get_pending_upload(pool: &AnyPool, storage_key: &str) -> StoreResult<Option<PendingUpload>> {
-    let row = sqlx::query(
-        "SELECT storage_key, app_id, digest, size_bytes, multipart_upload_id, created_at_ms, expires_at_ms \
-         FROM pending_uploads WHERE storage_key = $1",
-    )
-    .bind(storage_key)
-    .fetch_optional(pool)
-    .await
-    .map_err(db_err)?;
-    row.as_ref().map(upload_from_row).transpose().map_err(db_err)
-}
-
-/// Deleting an absent upload is not an error: completion and expiry may race to it.
-pub(super) async fn delete_pending_upload(pool: &AnyPool, storage_key: &str) -> StoreResult<()> {
-    sqlx::query("DELETE FROM pending_uploads WHERE storage_key = $1")
-        .bind(storage_key)
-        .execute(pool)
-        .await
-        .map_err(db_err)?;
-    Ok(())
-}
-
-/// Uploads whose deadline is at or before `now_ms`, the oldest deadline first.
-pub(super) async fn expired_pending_uploads(pool: &AnyPool, now_ms: i64) -> StoreResult<Vec<PendingUpload>> {
-    let rows = sqlx::query(
-        "SELECT storage_key, app_id, digest, size_bytes, multipart_upload_id, created_at_ms, expires_at_ms \
-         FROM pending_uploads WHERE expires_at_ms <= $1 ORDER BY expires_at_ms ASC, storage_key ASC",
-    )
-    .bind(now_ms)
-    .fetch_all(pool)
-    .await
-    .map_err(db_err)?;
-    rows.iter().map(upload_from_row).collect::<Result<_, _>>().map_err(db_err)
-}
-
 fn artifact_from_row(row: &AnyRow) -> Result<Artifact, sqlx::Error> {
     Ok(Artifact {
         id: row.try_get("id")?,
@@ -206,17 +151,5 @@ fn artifact_from_row(row: &AnyRow) -> Result<Artifact, sqlx::Error> {
         storage_key: row.try_get("storage_key")?,
         signature: row.try_get("signature")?,
         created_at_ms: row.try_get("created_at_ms")?,
-    })
-}
-
-fn upload_from_row(row: &AnyRow) -> Result<PendingUpload, sqlx::Error> {
-    Ok(PendingUpload {
-        storage_key: row.try_get("storage_key")?,
-        app_id: row.try_get("app_id")?,
-        digest: row.try_get("digest")?,
-        size_bytes: row.try_get("size_bytes")?,
-        multipart_upload_id: row.try_get("multipart_upload_id")?,
-        created_at_ms: row.try_get("created_at_ms")?,
-        expires_at_ms: row.try_get("expires_at_ms")?,
     })
 }

@@ -14,6 +14,7 @@ mod apps;
 mod artifacts;
 mod auth;
 mod deployments;
+mod uploads;
 
 use std::path::Path;
 
@@ -22,7 +23,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow, AnyTypeInfoKind};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Row, ValueRef as _};
 
-use crate::model::{App, Artifact, Deployment, DeploymentEvent, IdempotencyRecord, PendingUpload, PublicKey, Token};
+use crate::model::{App, Artifact, Deployment, DeploymentEvent, IdempotencyRecord, PublicKey, Token, Upload};
 use crate::ports::{MetadataStore, StoreError, StoreResult};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -227,20 +228,24 @@ impl MetadataStore for SqlStore {
         artifacts::artifact_in_use(&self.pool, artifact_id).await
     }
 
-    async fn put_pending_upload(&self, upload: &PendingUpload) -> StoreResult<()> {
-        artifacts::put_pending_upload(&self.pool, upload).await
+    async fn insert_upload(&self, upload: &Upload) -> StoreResult<()> {
+        uploads::insert(&self.pool, upload).await
     }
 
-    async fn get_pending_upload(&self, storage_key: &str) -> StoreResult<Option<PendingUpload>> {
-        artifacts::get_pending_upload(&self.pool, storage_key).await
+    async fn get_upload(&self, id: &str) -> StoreResult<Option<Upload>> {
+        uploads::get(&self.pool, id).await
     }
 
-    async fn delete_pending_upload(&self, storage_key: &str) -> StoreResult<()> {
-        artifacts::delete_pending_upload(&self.pool, storage_key).await
+    async fn latest_upload(&self, app_id: &str, digest: &str) -> StoreResult<Option<Upload>> {
+        uploads::latest(&self.pool, app_id, digest).await
     }
 
-    async fn expired_pending_uploads(&self, now_ms: i64) -> StoreResult<Vec<PendingUpload>> {
-        artifacts::expired_pending_uploads(&self.pool, now_ms).await
+    async fn delete_upload(&self, id: &str) -> StoreResult<bool> {
+        uploads::delete(&self.pool, id).await
+    }
+
+    async fn expired_uploads(&self, now_ms: i64) -> StoreResult<Vec<Upload>> {
+        uploads::expired(&self.pool, now_ms).await
     }
 
     async fn get_idempotency(&self, scope: &str, key: &str) -> StoreResult<Option<IdempotencyRecord>> {

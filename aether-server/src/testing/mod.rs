@@ -1,4 +1,5 @@
 //! Test support shared by this crate's tests and the sdk's (feature `testing`).
 
 pub mod postgres;
+pub mod s3;
 pub mod server;

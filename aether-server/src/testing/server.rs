@@ -1,12 +1,15 @@
 //! The control plane in process, for tests of this crate and of its clients: the real router on
-//! 127.0.0.1 at a free port, SQLite and the local artifact store in a temporary directory, and
-//! the in-memory fake runtime (no processes are started).
+//! 127.0.0.1 at a free port, SQLite and the local artifact store in a temporary directory (or
+//! the S3 store when the environment asks for it), and the in-memory fake runtime (no
+//! processes are started).
 
 use std::collections::HashMap;
 use std::path::Path;
 
+use crate::artifacts::AnyArtifactStore;
 use crate::artifacts::local::LocalArtifactStore;
-use crate::config::ServerConfig;
+use crate::artifacts::s3::S3ArtifactStore;
+use crate::config::{ServerConfig, StorageConfig};
 use crate::runtime::FakeRuntime;
 use crate::state::{AppState, Ports};
 use crate::store::SqlStore;
@@ -22,7 +25,7 @@ pub struct TestPorts;
 
 impl Ports for TestPorts {
     type Store = SqlStore;
-    type Blobs = LocalArtifactStore;
+    type Blobs = AnyArtifactStore;
     type Runtime = FakeRuntime;
 }
 
@@ -68,8 +71,12 @@ impl InProcessServer {
         let config = ServerConfig::from_env(|name| env.get(name).cloned()).expect("config");
         let store = SqlStore::open_sqlite(&dir.path().join("aether.db")).await.expect("open sqlite");
         store.migrate().await.expect("migrate");
-        let blobs =
-            LocalArtifactStore::new(dir.path().join("artifacts"), base.clone(), [0x5a; 32]).expect("artifact store");
+        let blobs: AnyArtifactStore = match &config.storage {
+            StorageConfig::Local => LocalArtifactStore::new(dir.path().join("artifacts"), base.clone(), [0x5a; 32])
+                .expect("artifact store")
+                .into(),
+            StorageConfig::S3(settings) => S3ArtifactStore::connect(settings.clone()).await.into(),
+        };
         let state = AppState::<TestPorts>::new(store, blobs, FakeRuntime::default(), config);
         let router = crate::api::router(state.clone());
         let task = tokio::spawn(async move {

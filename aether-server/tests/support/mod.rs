@@ -10,6 +10,7 @@ use aether_core::digest::sha256_hex;
 use aether_core::signing::SigningKey;
 use aether_server::runtime::FakeRuntime;
 use aether_server::state::AppState;
+use aether_server::testing::s3::TestS3;
 use aether_server::testing::server::InProcessServer;
 pub use aether_server::testing::server::{ADMIN, DEPLOYER, READER, TestPorts};
 use reqwest::header::HeaderMap;
@@ -19,6 +20,15 @@ use serde_json::{Value, json};
 /// What the fallback answers for a path no route matches.
 pub const NO_SUCH_ROUTE: &str = "no such route";
 
+/// Where a test server keeps its artifacts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Storage {
+    /// The local directory store (the default).
+    Local,
+    /// A real S3-compatible server that the test starts (`s3s-fs`), bucket `artifacts`.
+    S3,
+}
+
 /// The in-process server plus a plain HTTP client and request helpers.
 pub struct TestServer {
     /// `http://127.0.0.1:<port>`, also the server's public URL.
@@ -26,6 +36,8 @@ pub struct TestServer {
     pub client: reqwest::Client,
     pub state: AppState<TestPorts>,
     server: InProcessServer,
+    /// The S3 server, for [`Storage::S3`]; dropped after the control plane.
+    pub s3: Option<TestS3>,
 }
 
 /// A response, read completely.
@@ -103,9 +115,37 @@ pub fn stranger_key() -> SigningKey {
 impl TestServer {
     /// Starts a server with the three test tokens plus `extra_env` (which may override them).
     pub async fn start(extra_env: &[(&str, &str)]) -> Self {
-        let server = InProcessServer::start(extra_env).await;
+        Self::start_with(Storage::Local, extra_env).await
+    }
+
+    /// Starts a server storing artifacts in `storage`, with the three test tokens plus
+    /// `extra_env`.
+    pub async fn start_with(storage: Storage, extra_env: &[(&str, &str)]) -> Self {
+        let s3 = match storage {
+            Storage::Local => None,
+            Storage::S3 => {
+                let s3 = TestS3::start().expect("start the S3 server");
+                s3.bucket("artifacts").await;
+                Some(s3)
+            }
+        };
+        let mut env: Vec<(String, String)> = s3.as_ref().map(|s3| s3.env("artifacts")).unwrap_or_default();
+        env.extend(extra_env.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())));
+        let env: Vec<(&str, &str)> = env.iter().map(|(name, value)| (name.as_str(), value.as_str())).collect();
+        let server = InProcessServer::start(&env).await;
         let client = reqwest::Client::builder().no_proxy().build().expect("client");
-        Self { base: server.base.clone(), client, state: server.state.clone(), server }
+        Self { base: server.base.clone(), client, state: server.state.clone(), server, s3 }
+    }
+
+    /// The bytes of a stored blob, read from the artifact store itself.
+    pub async fn stored_bytes(&self, digest: &str) -> Vec<u8> {
+        use aether_server::ports::ArtifactStore as _;
+        use tokio::io::AsyncReadExt as _;
+        let key = aether_server::service::storage_key(digest);
+        let mut reader = self.state.blobs.open(&key).await.expect("the artifact's blob is readable");
+        let mut bytes = Vec::new();
+        reader.read_to_end(&mut bytes).await.expect("read the blob");
+        bytes
     }
 
     /// The server's `AETHER_DATA_DIR`.
@@ -189,8 +229,19 @@ impl TestServer {
 
     /// PUTs bytes to a presigned URL, without a bearer token.
     pub async fn put_presigned(&self, url: &str, bytes: &[u8]) -> Reply {
-        assert!(url.starts_with(&self.base), "presigned URL {url} does not point at the server {}", self.base);
-        send(self.client.put(url).header("content-type", "application/octet-stream").body(bytes.to_vec())).await
+        let headers = Value::Object(serde_json::Map::new());
+        self.put_presigned_with(url, &headers, bytes).await
+    }
+
+    /// PUTs bytes to a presigned URL with the headers its presign reply listed, as clients do.
+    pub async fn put_presigned_with(&self, url: &str, headers: &Value, bytes: &[u8]) -> Reply {
+        let ours = url.starts_with(&self.base) || self.s3.as_ref().is_some_and(|s3| url.starts_with(&s3.endpoint));
+        assert!(ours, "presigned URL {url} points at neither the server {} nor its object store", self.base);
+        let mut request = self.client.put(url).header("content-type", "application/octet-stream");
+        for (name, value) in headers.as_object().into_iter().flatten() {
+            request = request.header(name.as_str(), value.as_str().unwrap_or_default());
+        }
+        send(request.body(bytes.to_vec())).await
     }
 
     /// `POST /artifacts/complete` as a deployer with extra fields merged into the body.
@@ -206,9 +257,10 @@ impl TestServer {
     pub async fn upload(&self, app: &str, bytes: &[u8], signature: Option<&str>) -> Reply {
         let presign = self.presign(app, &digest_of(bytes), bytes.len()).await.expect(200);
         if presign.str("method") == "PUT" {
-            self.put_presigned(&presign.str("upload_url"), bytes).await.expect(200);
+            self.put_presigned_with(&presign.str("upload_url"), &presign.json["headers"], bytes).await.expect(200);
         }
-        self.complete(app, bytes, json!({ "signature": signature })).await
+        let upload_id = presign.json["upload_id"].clone();
+        self.complete(app, bytes, json!({ "signature": signature, "upload_id": upload_id })).await
     }
 
     /// Uploads `bytes` for `app` (two-phase) and returns their digest.

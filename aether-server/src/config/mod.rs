@@ -4,6 +4,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod storage;
+
+pub use storage::StorageConfig;
+
 /// Every setting the server reads; see the README's table for the variables.
 #[derive(Clone)]
 pub struct ServerConfig {
@@ -23,9 +27,14 @@ pub struct ServerConfig {
     pub max_total_bytes_per_app: Option<u64>,
     pub retain_latest_per_app: Option<u64>,
     pub pending_ttl: Duration,
+    /// How often expired uploads and orphaned staging areas are collected.
+    pub pending_gc_interval: Duration,
+    /// Lifetime of presigned URLs (`AETHER_PRESIGN_EXPIRE_SECS`).
     pub presign_ttl: Duration,
     pub max_json_body_bytes: usize,
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Where artifacts are stored (`AETHER_STORAGE_MODE`).
+    pub storage: StorageConfig,
     /// What runs releases (`AETHER_RUNTIME`).
     pub runtime: RuntimeKind,
     /// How long a release may take to accept connections (`AETHER_HEALTH_TIMEOUT_MS`).
@@ -49,6 +58,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("data_dir", &self.data_dir)
             .field("database", &self.database_url.as_ref().map(|_| "<set>"))
             .field("static_tokens", &self.static_tokens.len())
+            .field("storage", &self.storage)
             .field("runtime", &self.runtime)
             .finish_non_exhaustive()
     }
@@ -96,6 +106,24 @@ impl ServerConfig {
         };
         let scheme = if tls.is_some() { "https" } else { "http" };
         let number = |name: &'static str| parse_number(name, get(name));
+        let pending_ttl = Duration::from_secs(number("AETHER_PENDING_TTL_SECS")?.unwrap_or(3600));
+        // The seed's name; `AETHER_PRESIGN_TTL_SECS` is kept working as an alias.
+        let presign_ttl = Duration::from_secs(match number("AETHER_PRESIGN_EXPIRE_SECS")? {
+            Some(secs) => secs,
+            None => number("AETHER_PRESIGN_TTL_SECS")?.unwrap_or(900),
+        });
+        // Uploads are collected after the pending TTL; a URL outliving its upload could
+        // otherwise write again once the collector has cleared its staging area.
+        if pending_ttl < presign_ttl {
+            return Err(ConfigError {
+                variable: "AETHER_PENDING_TTL_SECS",
+                message: format!(
+                    "{} s is shorter than the presigned URL lifetime ({} s); it must be at least as long",
+                    pending_ttl.as_secs(),
+                    presign_ttl.as_secs()
+                ),
+            });
+        }
         Ok(Self {
             listen,
             public_url: get("AETHER_PUBLIC_URL")
@@ -106,16 +134,18 @@ impl ServerConfig {
             database_url: get("DATABASE_URL"),
             static_tokens: parse_tokens(get("AETHER_API_TOKENS"), get("AETHER_API_TOKEN"))?,
             max_artifact_size_bytes: number("AETHER_MAX_ARTIFACT_SIZE_BYTES")?.unwrap_or(2 * 1024 * 1024 * 1024),
-            max_concurrent_uploads: number("AETHER_MAX_CONCURRENT_UPLOADS")?.map_or(8, |n| n.max(1) as usize),
+            max_concurrent_uploads: number("AETHER_MAX_CONCURRENT_UPLOADS")?.map_or(32, |n| n.max(1) as usize),
             require_presign: flag(get("AETHER_REQUIRE_PRESIGN")),
             require_signature: flag(get("AETHER_REQUIRE_SIGNATURE")),
             max_artifacts_per_app: number("AETHER_MAX_ARTIFACTS_PER_APP")?,
             max_total_bytes_per_app: number("AETHER_MAX_TOTAL_BYTES_PER_APP")?,
             retain_latest_per_app: number("AETHER_RETAIN_LATEST_PER_APP")?,
-            pending_ttl: Duration::from_secs(number("AETHER_PENDING_TTL_SECS")?.unwrap_or(3600)),
-            presign_ttl: Duration::from_secs(number("AETHER_PRESIGN_TTL_SECS")?.unwrap_or(900)),
+            pending_ttl,
+            pending_gc_interval: Duration::from_secs(number("AETHER_PENDING_GC_INTERVAL_SECS")?.unwrap_or(60).max(1)),
+            presign_ttl,
             max_json_body_bytes: 1024 * 1024,
             tls,
+            storage: storage::parse(&get)?,
             runtime: parse_runtime(get("AETHER_RUNTIME"))?,
             health_timeout: Duration::from_millis(number("AETHER_HEALTH_TIMEOUT_MS")?.unwrap_or(30_000).max(1)),
         })
@@ -134,6 +164,16 @@ fn parse_runtime(value: Option<String>) -> Result<RuntimeKind, ConfigError> {
 
 fn flag(value: Option<String>) -> bool {
     value.is_some_and(|v| matches!(v.trim(), "1" | "true" | "yes"))
+}
+
+/// A boolean setting with a default: `1`/`true`/`yes` or `0`/`false`/`no`.
+fn flag_or(value: Option<String>, variable: &'static str, default: bool) -> Result<bool, ConfigError> {
+    match value.as_deref().map(str::trim) {
+        None => Ok(default),
+        Some("1" | "true" | "yes" | "on") => Ok(true),
+        Some("0" | "false" | "no" | "off") => Ok(false),
+        Some(other) => Err(ConfigError { variable, message: format!("{other:?} is not a boolean (1 or 0)") }),
+    }
 }
 
 fn parse_number(variable: &'static str, value: Option<String>) -> Result<Option<u64>, ConfigError> {
@@ -167,7 +207,7 @@ fn parse_tokens(list: Option<String>, single: Option<String>) -> Result<Vec<Stat
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
     use crate::model::Role;
@@ -186,6 +226,53 @@ mod tests {
         assert!(c.database_url.is_none() && c.static_tokens.is_empty() && c.tls.is_none());
         assert_eq!(c.runtime, RuntimeKind::Local);
         assert_eq!(c.health_timeout, Duration::from_secs(30));
+        assert_eq!((c.presign_ttl, c.pending_gc_interval), (Duration::from_secs(900), Duration::from_secs(60)));
+        assert_eq!(c.max_concurrent_uploads, 32);
+    }
+
+    #[test]
+    fn storage_is_local_unless_s3_is_asked_for() {
+        use crate::artifacts::s3::Encryption;
+        assert_eq!(config(&[]).unwrap().storage, StorageConfig::Local);
+        let c = config(&[
+            ("AETHER_STORAGE_MODE", "s3"),
+            ("AETHER_S3_ENDPOINT_URL", "http://127.0.0.1:9000"),
+            ("AWS_ACCESS_KEY_ID", "ak"),
+            ("AWS_SECRET_ACCESS_KEY", "sk"),
+            ("AETHER_S3_SSE", "aws:kms"),
+            ("AETHER_S3_SSE_KMS_KEY", "alias/aether"),
+            ("AETHER_VERIFY_REMOTE_HASH", "0"),
+        ])
+        .unwrap();
+        let StorageConfig::S3(s3) = c.storage else { panic!("not s3") };
+        assert_eq!((s3.bucket.as_str(), s3.region.as_str()), ("artifacts", "us-east-1"));
+        assert_eq!(s3.encryption, Some(Encryption::Kms { key_id: Some("alias/aether".into()) }));
+        assert!(s3.verification.size && s3.verification.digest && !s3.verification.hash);
+        assert_eq!(s3.verification.hash_max_bytes, 8_000_000);
+        assert!(!format!("{:?}", s3.credentials).contains("sk"));
+        for (vars, variable) in [
+            (&[("AETHER_STORAGE_MODE", "gcs")][..], "AETHER_STORAGE_MODE"),
+            (&[("AETHER_STORAGE_MODE", "s3"), ("AETHER_S3_SSE", "rot13")][..], "AETHER_S3_SSE"),
+            (&[("AETHER_STORAGE_MODE", "s3"), ("AWS_ACCESS_KEY_ID", "ak")][..], "AWS_ACCESS_KEY_ID"),
+            (&[("AETHER_STORAGE_MODE", "s3"), ("AETHER_VERIFY_REMOTE_SIZE", "maybe")][..], "AETHER_VERIFY_REMOTE_SIZE"),
+            (&[("AETHER_STORAGE_MODE", "s3"), ("AETHER_S3_ENDPOINT_URL", "minio:9000")][..], "AETHER_S3_ENDPOINT_URL"),
+        ] {
+            assert_eq!(config(vars).unwrap_err().variable, variable, "{vars:?}");
+        }
+    }
+
+    #[test]
+    fn pending_uploads_outlive_their_urls() {
+        let error = config(&[("AETHER_PENDING_TTL_SECS", "60"), ("AETHER_PRESIGN_EXPIRE_SECS", "120")]).unwrap_err();
+        assert_eq!(error.variable, "AETHER_PENDING_TTL_SECS");
+    }
+
+    #[test]
+    fn presign_expiry_has_the_seed_name_and_an_alias() {
+        assert_eq!(config(&[("AETHER_PRESIGN_TTL_SECS", "60")]).unwrap().presign_ttl, Duration::from_secs(60));
+        let both = config(&[("AETHER_PRESIGN_EXPIRE_SECS", "120"), ("AETHER_PRESIGN_TTL_SECS", "60")]).unwrap();
+        assert_eq!(both.presign_ttl, Duration::from_secs(120));
+        assert_eq!(config(&[("AETHER_PRESIGN_EXPIRE_SECS", "x")]).unwrap_err().variable, "AETHER_PRESIGN_EXPIRE_SECS");
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Upload bookkeeping shared by every upload route: quotas, registering an artifact after its
 //! blob is stored, signature verification and retention.
 
+pub mod uploads;
+
 use aether_core::signing::verify_digest;
 
 use crate::error::{ApiError, ApiResult};

@@ -15,6 +15,8 @@ use axum::response::Response;
 
 use crate::state::{AppState, Ports};
 
+mod artifacts;
+
 /// Bucket upper bounds in seconds, from fast API calls to large uploads.
 const BUCKETS: [f64; 12] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
@@ -56,6 +58,7 @@ pub struct Metrics {
     upload_latency: Mutex<Histogram>,
     upload_bytes: AtomicU64,
     uploads_in_progress: AtomicI64,
+    artifacts: artifacts::ArtifactMetrics,
 }
 
 impl Metrics {
@@ -102,6 +105,7 @@ impl Metrics {
         if let Ok(latency) = self.upload_latency.lock() {
             latency.render(&mut out, "artifact_upload_duration_seconds", "");
         }
+        self.artifacts.render(&mut out);
         out.push_str("# HELP http_requests_total HTTP requests by method, route and status.\n# TYPE http_requests_total counter\n");
         if let Ok(requests) = self.http_requests.lock() {
             for ((method, route, status), count) in requests.iter() {

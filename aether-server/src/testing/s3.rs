@@ -1,0 +1,156 @@
+//! A private S3-compatible server for tests: `s3s-fs`, which checks SigV4 signatures and
+//! presigned URLs' expiry, on 127.0.0.1 at a port it picks itself, over a temporary directory.
+//!
+//! The binary comes from `AETHER_TEST_S3S_FS`, then `PATH`, then
+//! `${XDG_CACHE_HOME:-~/.cache}/aether-ci/s3s-fs/bin/s3s-fs` (where `scripts/test.sh` installs
+//! it). [`TestS3::stop`] and [`TestS3::resume`] take it down and bring it back on the same
+//! port and data, to test how the control plane lives through an outage.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use crate::artifacts::s3::{S3ArtifactStore, S3Settings, StaticCredentials, Verification};
+
+pub const ACCESS_KEY: &str = "aether-test-access";
+pub const SECRET_KEY: &str = "aether-test-secret-key";
+
+#[derive(Debug, thiserror::Error)]
+pub enum TestS3Error {
+    #[error("s3s-fs not found (set AETHER_TEST_S3S_FS, put it on PATH, or run scripts/test.sh, which installs it)")]
+    NotInstalled,
+    #[error("s3s-fs did not report its address; it printed: {0}")]
+    NoAddress(String),
+    #[error("I/O error while starting s3s-fs")]
+    Io(#[from] std::io::Error),
+}
+
+/// A running server; stopped, and its data removed, when dropped.
+#[derive(Debug)]
+pub struct TestS3 {
+    binary: PathBuf,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    /// `http://127.0.0.1:<port>`.
+    pub endpoint: String,
+}
+
+impl TestS3 {
+    pub fn start() -> Result<Self, TestS3Error> {
+        let binary = find_binary().ok_or(TestS3Error::NotInstalled)?;
+        let dir = tempfile::Builder::new().prefix("aether-s3-").tempdir()?;
+        let mut server = Self { binary, dir, child: None, endpoint: String::new() };
+        server.spawn("0")?;
+        Ok(server)
+    }
+
+    /// Kills the server; its data stays for [`Self::resume`].
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port and data.
+    pub fn resume(&mut self) -> Result<(), TestS3Error> {
+        let port = self.endpoint.rsplit(':').next().unwrap_or("0").to_owned();
+        self.spawn(&port)
+    }
+
+    fn spawn(&mut self, port: &str) -> Result<(), TestS3Error> {
+        let mut child = Command::new(&self.binary)
+            .args(["--host", "127.0.0.1", "--port", port, "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
+            .arg(self.dir.path())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let stdout = child.stdout.take().ok_or_else(|| TestS3Error::NoAddress("no stdout".into()))?;
+        let mut lines = BufReader::new(stdout).lines();
+        let mut seen = String::new();
+        // The address is logged once the listener is bound: the event this waits on.
+        let address = loop {
+            let Some(line) = lines.next().transpose()? else {
+                let _ = child.kill();
+                return Err(TestS3Error::NoAddress(seen));
+            };
+            if let Some((_, rest)) = line.split_once("server is running at ") {
+                break rest.trim().trim_end_matches('/').to_owned();
+            }
+            seen.push_str(&line);
+            seen.push('\n');
+        };
+        // Keep draining its output so the server never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        self.endpoint = address;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// Settings of an S3 store on `bucket` of this server, checking everything.
+    pub fn settings(&self, bucket: &str) -> S3Settings {
+        S3Settings {
+            bucket: bucket.to_owned(),
+            endpoint_url: Some(self.endpoint.clone()),
+            region: "us-east-1".to_owned(),
+            credentials: Some(StaticCredentials {
+                access_key_id: ACCESS_KEY.to_owned(),
+                secret_access_key: SECRET_KEY.to_owned(),
+                session_token: None,
+            }),
+            encryption: None,
+            verification: Verification::default(),
+        }
+    }
+
+    /// The `AETHER_*` and `AWS_*` variables of a server storing artifacts in `bucket` here.
+    pub fn env(&self, bucket: &str) -> Vec<(String, String)> {
+        [
+            ("AETHER_STORAGE_MODE", "s3"),
+            ("AETHER_ARTIFACT_BUCKET", bucket),
+            ("AETHER_S3_ENDPOINT_URL", &self.endpoint),
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+            ("AWS_REGION", "us-east-1"),
+        ]
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+        .collect()
+    }
+
+    /// Creates `bucket` and returns a store on it.
+    ///
+    /// # Panics
+    /// When the bucket cannot be created: this is test support, where that is a failed test.
+    #[allow(clippy::expect_used)]
+    pub async fn bucket(&self, bucket: &str) -> S3ArtifactStore {
+        let store = S3ArtifactStore::connect(self.settings(bucket)).await;
+        store.client().create_bucket().bucket(bucket).send().await.expect("create the test bucket");
+        store
+    }
+}
+
+impl Drop for TestS3 {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn find_binary() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("AETHER_TEST_S3S_FS") {
+        return Some(PathBuf::from(path));
+    }
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .map(|dir| dir.join("s3s-fs"))
+        .find(|candidate| candidate.is_file());
+    on_path.or_else(|| {
+        let cache = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+        Some(cache.join("aether-ci/s3s-fs/bin/s3s-fs")).filter(|path| path.is_file())
+    })
+}
