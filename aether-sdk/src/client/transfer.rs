@@ -65,7 +65,10 @@ impl Client {
             message: format!("invalid upload URL: {e}"),
         })?;
         let shown = shown_url(&url);
-        let headers = header_map(put.headers, &shown)?;
+        let mut headers = header_map(put.headers, &shown)?;
+        // An explicit length keeps the body from being sent chunked, which object stores refuse.
+        // Inserted, not appended: presigned URLs may sign it, and a repeated header breaks that.
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(put.len));
         let timeout = self.timeout.saturating_add(Duration::from_secs(put.len / MIN_UPLOAD_BYTES_PER_SEC));
         let mut delay = INITIAL_BACKOFF;
         let mut attempt = 0;
@@ -74,8 +77,7 @@ impl Client {
             let sent = Arc::new(AtomicU64::new(0));
             let body = file_body(put, progress.clone(), Arc::clone(&sent)).await?;
             let request = self.http.put(url.clone()).headers(headers.clone()).timeout(timeout);
-            // An explicit length keeps the body from being sent chunked, which object stores refuse.
-            let result = request.header(CONTENT_LENGTH, put.len).body(body).send().await;
+            let result = request.body(body).send().await;
             if attempt <= self.retries && retryable(&result) {
                 // Those bytes go out again with the next attempt.
                 progress.remove(sent.load(Ordering::Relaxed));

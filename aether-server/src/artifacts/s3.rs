@@ -38,6 +38,8 @@ const SHA256_METADATA: &str = "sha256";
 const MARKER_METADATA: &str = "aether-upload-ended";
 /// CopyObject copies at most this much in one request; larger objects are copied in parts.
 const MAX_SINGLE_COPY_BYTES: u64 = 5 * 1024 * 1024 * 1024;
+/// An object store that does not accept a connection by then is down (a readiness failure).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Part size of server-side copies of larger objects.
 const COPY_PART_BYTES: u64 = 1024 * 1024 * 1024;
 
@@ -134,8 +136,10 @@ impl S3ArtifactStore {
             ));
         }
         let shared = loader.load().await;
+        let timeouts = aws_sdk_s3::config::timeout::TimeoutConfig::builder().connect_timeout(CONNECT_TIMEOUT).build();
         let mut config = aws_sdk_s3::config::Builder::from(&shared)
             .force_path_style(true)
+            .timeout_config(timeouts)
             // Checksums are ours to choose: the SDK must not add its own to presigned requests.
             .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
             .response_checksum_validation(aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired);
@@ -337,6 +341,9 @@ impl S3ArtifactStore {
         Ok(())
     }
 
+    /// Unfinished multipart uploads under `staging/`. Stores without ListMultipartUploads
+    /// (some S3-compatible servers) list none: uploads with a row are still aborted through
+    /// it, and a bucket lifecycle rule (`AbortIncompleteMultipartUpload`) catches the rest.
     async fn list_staged_multipart(&self, found: &mut Vec<StagedEntry>) -> BlobResult<()> {
         let (mut key_marker, mut id_marker) = (None::<String>, None::<String>);
         loop {
@@ -348,8 +355,15 @@ impl S3ArtifactStore {
                 .set_key_marker(key_marker.take())
                 .set_upload_id_marker(id_marker.take())
                 .send()
-                .await
-                .map_err(|e| s3_error("ListMultipartUploads", e))?;
+                .await;
+            let page = match page {
+                Ok(page) => page,
+                Err(error) if error.code() == Some("NotImplemented") => {
+                    tracing::debug!("the object store cannot list multipart uploads");
+                    return Ok(());
+                }
+                Err(error) => return Err(s3_error("ListMultipartUploads", error)),
+            };
             for upload in page.uploads() {
                 let Some(upload_id) = upload.key().and_then(|key| key.strip_prefix(STAGING)) else { continue };
                 let modified = upload.initiated().and_then(|t| SystemTime::try_from(*t).ok());
@@ -372,6 +386,57 @@ impl S3ArtifactStore {
 }
 
 const STAGING: &str = "staging/";
+
+impl S3ArtifactStore {
+    /// Refuses a part list naming a part the store does not hold, or with another ETag.
+    async fn check_parts(
+        &self,
+        key: &str,
+        upload_id: &str,
+        multipart_id: &str,
+        parts: &[(u32, String)],
+    ) -> BlobResult<()> {
+        let mut stored = std::collections::BTreeMap::new();
+        let mut marker = None::<String>;
+        loop {
+            let page = self
+                .client
+                .list_parts()
+                .bucket(&self.settings.bucket)
+                .key(key)
+                .upload_id(multipart_id)
+                .set_part_number_marker(marker.take())
+                .send()
+                .await;
+            let page = match page {
+                Ok(page) => page,
+                Err(error) if is_gone(&error) => {
+                    return Err(BlobError::NotFound(format!("multipart upload of upload {upload_id}")));
+                }
+                Err(error) => return Err(s3_error("ListParts", error)),
+            };
+            for part in page.parts() {
+                let etag = part.e_tag().map(|etag| etag.trim_matches('"').to_owned());
+                stored.insert(part.part_number().unwrap_or_default(), etag);
+            }
+            marker = page.next_part_number_marker().map(str::to_owned);
+            if page.is_truncated() != Some(true) || marker.is_none() {
+                break;
+            }
+        }
+        for (number, etag) in parts {
+            match stored.get(&part_number_of(*number)?) {
+                None => return Err(BlobError::Invalid(format!("part {number} was not uploaded"))),
+                // A store that lists parts without their ETags leaves that check to itself.
+                Some(Some(stored)) if stored != etag.trim_matches('"') => {
+                    return Err(BlobError::Invalid(format!("part {number} does not match its ETag")));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+}
 
 impl ArtifactStore for S3ArtifactStore {
     async fn ping(&self) -> BlobResult<()> {
@@ -496,6 +561,9 @@ impl ArtifactStore for S3ArtifactStore {
     async fn complete_multipart(&self, upload_id: &str, multipart_id: &str, parts: &[(u32, String)]) -> BlobResult<()> {
         let key = staging_key(upload_id)?;
         super::multipart::check_part_list(parts)?;
+        // S3 checks the ETags itself; some compatible servers do not, so the list is held to
+        // what the store recorded before anything is assembled.
+        self.check_parts(&key, upload_id, multipart_id, parts).await?;
         let mut completed = Vec::with_capacity(parts.len());
         for (number, etag) in parts {
             completed.push(CompletedPart::builder().part_number(part_number_of(*number)?).e_tag(etag).build());
@@ -528,7 +596,7 @@ impl ArtifactStore for S3ArtifactStore {
         let key = staging_key(upload.id)?;
         let not_staged = || BlobError::NotFound(format!("the staged object of upload {}", upload.id));
         let head = self.head_object(&key).await?.ok_or_else(not_staged)?;
-        if head.metadata().is_some_and(|m| m.contains_key(MARKER_METADATA)) {
+        if is_marker(&head) {
             return Err(not_staged());
         }
         let stored_size = head.content_length().and_then(|n| u64::try_from(n).ok()).unwrap_or(0);
@@ -552,7 +620,7 @@ impl ArtifactStore for S3ArtifactStore {
         validate_key(key)?;
         let staged = staging_key(upload_id)?;
         let head = self.head_object(&staged).await?;
-        let head = head.filter(|head| !head.metadata().is_some_and(|m| m.contains_key(MARKER_METADATA)));
+        let head = head.filter(|head| !is_marker(head));
         let head = head.ok_or_else(|| BlobError::NotFound(format!("the staged object of upload {upload_id}")))?;
         let size = head.content_length().and_then(|n| u64::try_from(n).ok()).unwrap_or(0);
         self.copy(&staged, key, size).await?;
@@ -561,6 +629,9 @@ impl ArtifactStore for S3ArtifactStore {
 
     async fn discard(&self, upload_id: &str, multipart_id: Option<&str>) -> BlobResult<()> {
         let key = staging_key(upload_id)?;
+        if self.head_object(&key).await?.is_some_and(|head| is_marker(&head)) {
+            return Ok(());
+        }
         if let Some(multipart_id) = multipart_id {
             abort(&self.client, &self.settings.bucket, &key, multipart_id).await?;
         }
@@ -590,10 +661,15 @@ impl ArtifactStore for S3ArtifactStore {
     }
 }
 
+/// Whether a staged key holds the marker of an upload that ended rather than bytes.
+fn is_marker(head: &aws_sdk_s3::operation::head_object::HeadObjectOutput) -> bool {
+    head.metadata().is_some_and(|metadata| metadata.contains_key(MARKER_METADATA))
+}
+
 async fn abort(client: &Client, bucket: &str, key: &str, multipart_id: &str) -> BlobResult<()> {
     match client.abort_multipart_upload().bucket(bucket).key(key).upload_id(multipart_id).send().await {
         Ok(_) => Ok(()),
-        Err(error) if error.code() == Some("NoSuchUpload") || is_not_found(&error) => Ok(()),
+        Err(error) if is_gone(&error) => Ok(()),
         Err(error) => Err(s3_error("AbortMultipartUpload", error)),
     }
 }
@@ -664,6 +740,12 @@ async fn spool_hashing(
     }
     file.flush().await.map_err(|e| BlobError::backend("spooling the upload", e))?;
     Ok(BlobInfo { size_bytes, sha256: hex::encode(hasher.finalize()) })
+}
+
+/// A multipart upload that no longer exists (completed or aborted). Some S3-compatible
+/// servers answer `AccessDenied` for an unknown upload id instead of `NoSuchUpload`.
+fn is_gone<E: ProvideErrorMetadata>(error: &SdkError<E, HttpResponse>) -> bool {
+    is_not_found(error) || error.code() == Some("AccessDenied")
 }
 
 fn is_not_found<E: ProvideErrorMetadata>(error: &SdkError<E, HttpResponse>) -> bool {

@@ -132,6 +132,26 @@ impl TestS3 {
     }
 }
 
+impl TestS3 {
+    /// A plain S3 client of this server, for tests that act behind the control plane's back.
+    pub async fn bucket_client(&self) -> aws_sdk_s3::Client {
+        S3ArtifactStore::connect(self.settings("unused")).await.client().clone()
+    }
+
+    /// Every key in `bucket`, sorted.
+    ///
+    /// # Panics
+    /// When the bucket cannot be listed.
+    #[allow(clippy::expect_used)]
+    pub async fn keys(&self, bucket: &str) -> Vec<String> {
+        let client = self.bucket_client().await;
+        let listed = client.list_objects_v2().bucket(bucket).send().await.expect("list the bucket");
+        let mut keys: Vec<String> = listed.contents().iter().filter_map(|o| o.key().map(str::to_owned)).collect();
+        keys.sort();
+        keys
+    }
+}
+
 impl Drop for TestS3 {
     fn drop(&mut self) {
         self.stop();

@@ -237,11 +237,14 @@ impl TestServer {
     pub async fn put_presigned_with(&self, url: &str, headers: &Value, bytes: &[u8]) -> Reply {
         let ours = url.starts_with(&self.base) || self.s3.as_ref().is_some_and(|s3| url.starts_with(&s3.endpoint));
         assert!(ours, "presigned URL {url} points at neither the server {} nor its object store", self.base);
-        let mut request = self.client.put(url).header("content-type", "application/octet-stream");
+        // Listed headers replace the defaults: a signed header sent twice breaks the signature.
+        let mut map = reqwest::header::HeaderMap::new();
+        map.insert("content-type", reqwest::header::HeaderValue::from_static("application/octet-stream"));
         for (name, value) in headers.as_object().into_iter().flatten() {
-            request = request.header(name.as_str(), value.as_str().unwrap_or_default());
+            let name = reqwest::header::HeaderName::from_bytes(name.as_bytes()).expect("header name");
+            map.insert(name, value.as_str().unwrap_or_default().parse().expect("header value"));
         }
-        send(request.body(bytes.to_vec())).await
+        send(self.client.put(url).headers(map).body(bytes.to_vec())).await
     }
 
     /// `POST /artifacts/complete` as a deployer with extra fields merged into the body.
