@@ -40,10 +40,6 @@ impl CliError {
         Self::new(Exit::Usage, "usage", message)
     }
 
-    pub fn config(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(Exit::Config, code, message)
-    }
-
     pub fn io(message: impl Into<String>) -> Self {
         Self::new(Exit::Io, "io", message)
     }

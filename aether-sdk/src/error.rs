@@ -35,6 +35,12 @@ pub enum Error {
         #[source]
         source: aether_core::signing::KeyError,
     },
+    #[error("cannot read signing key file {path}")]
+    SigningKeyFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("invalid configuration in {path}: {message}")]
     Config { path: PathBuf, message: String },
     #[error("invalid {variable}={value:?}: {message}")]
@@ -106,7 +112,8 @@ impl Error {
             Self::Selection(aether_core::selection::SelectionError::SymlinkEscapes { .. }) => ErrorKind::Usage,
             Self::Selection(aether_core::selection::SelectionError::InvalidIgnoreFile { .. }) => ErrorKind::Usage,
             Self::Usage { .. } => ErrorKind::Usage,
-            Self::SigningKey { .. } | Self::Config { .. } | Self::InvalidVariable { .. } => ErrorKind::Config,
+            Self::SigningKey { .. } | Self::SigningKeyFile { .. } => ErrorKind::Config,
+            Self::Config { .. } | Self::InvalidVariable { .. } => ErrorKind::Config,
             Self::CommandFailed { .. } | Self::CommandNotFound { .. } | Self::Provenance { .. } => ErrorKind::Runtime,
             Self::Lockfile(_) | Self::Sbom(_) => ErrorKind::Runtime,
             Self::Project(_) | Self::Selection(_) | Self::Pack(_) | Self::Io { .. } => ErrorKind::Io,
@@ -129,7 +136,7 @@ impl Error {
             Self::Selection(SelectionError::SymlinkEscapes { .. }) => "symlink_escapes_tree",
             Self::Selection(SelectionError::InvalidIgnoreFile { .. }) => "invalid_ignore_file",
             Self::Usage { .. } => "usage",
-            Self::SigningKey { .. } => "invalid_signing_key",
+            Self::SigningKey { .. } | Self::SigningKeyFile { .. } => "invalid_signing_key",
             Self::Config { .. } => "invalid_config",
             Self::InvalidVariable { .. } => "invalid_variable",
             Self::CommandFailed { .. } => "command_failed",

@@ -9,6 +9,7 @@ pub mod describe;
 pub mod error;
 pub mod install;
 pub mod outputs;
+pub mod settings;
 pub mod toolchain;
 pub mod upload;
 
