@@ -10,6 +10,7 @@ pub mod error;
 pub mod install;
 pub mod outputs;
 pub mod settings;
+pub mod status;
 pub mod toolchain;
 pub mod upload;
 
