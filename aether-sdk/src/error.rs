@@ -89,6 +89,22 @@ pub enum Error {
     Usage { message: String },
 }
 
+/// The error and its sources on one line ("cannot read X: permission denied"), skipping
+/// sources whose text the outer message already contains; how frontends show an error.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        let text = inner.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = inner.source();
+    }
+    message
+}
+
 fn output_excerpt(stderr: &str) -> String {
     if stderr.is_empty() { String::new() } else { format!("; its error output:\n{stderr}") }
 }
