@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union, final
 
-StrPath = Union[str, "os.PathLike[str]"]
+_StrPath = Union[str, "os.PathLike[str]"]
 
 class AetherError(Exception):
     """Base class of every error the aether module raises."""
@@ -209,7 +209,7 @@ class Client:
     def api_base(self) -> str: ...
     def deploy(
         self,
-        path: StrPath,
+        path: _StrPath,
         app: Optional[str] = None,
         *,
         env: Optional[Mapping[str, str]] = None,
@@ -227,21 +227,21 @@ class Client:
     ) -> Deployment: ...
 
 def pack(
-    path: StrPath,
-    out_dir: Optional[StrPath] = None,
+    path: _StrPath,
+    out_dir: Optional[_StrPath] = None,
     *,
     install: bool = True,
     sbom: bool = True,
     legacy_sbom: bool = False,
-    signing_key: Optional[StrPath] = None,
+    signing_key: Optional[_StrPath] = None,
     source_date_epoch: Optional[int] = None,
 ) -> PackResult:
     """Builds the Node project at `path` exactly like `aether deploy --pack-only`."""
 
-def digest_file(path: StrPath) -> str:
+def digest_file(path: _StrPath) -> str:
     """The SHA-256 of a file's bytes as 64 lowercase hex characters."""
 
-def read_manifest(path: StrPath) -> Manifest:
+def read_manifest(path: _StrPath) -> Manifest:
     """Reads an `app.tar.gz.manifest.json`."""
 
 def generate_keypair() -> Tuple[str, str]:
@@ -253,5 +253,5 @@ def sign(digest: str, seed_hex: str) -> str:
 def verify(digest: str, signature_hex: str, public_key_hex: str) -> bool:
     """Whether the signature is the public key's signature of the digest."""
 
-def verify_provenance(envelope_path: StrPath, public_key_hex: str) -> Dict[str, Any]:
+def verify_provenance(envelope_path: _StrPath, public_key_hex: str) -> Dict[str, Any]:
     """Verifies a signed provenance envelope and returns its in-toto statement."""

@@ -85,6 +85,14 @@ pub fn digest_file(py: Python<'_>, path: PathBuf) -> PyResult<String> {
 
 /// Reads an `app.tar.gz.manifest.json`: every entry of the artifact, its digests and totals.
 /// Raises `OSError` when the file cannot be read, `ValueError` when it is not a manifest.
+///
+/// >>> import json, pathlib, tempfile
+/// >>> project = pathlib.Path(tempfile.mkdtemp())
+/// >>> _ = (project / "package.json").write_text(json.dumps({"name": "hello", "version": "1.0.0"}))
+/// >>> result = aether.pack(project, install=False)
+/// >>> manifest = aether.read_manifest(result.manifest)
+/// >>> manifest.digest == result.digest, [(e.type, e.path, e.mode) for e in manifest.entries]
+/// (True, [('file', 'package.json', '0644')])
 #[pyfunction]
 pub fn read_manifest(py: Python<'_>, path: PathBuf) -> PyResult<Manifest> {
     let bytes = py.detach(|| std::fs::read(&path))?;

@@ -63,6 +63,19 @@ pub fn verify(py: Python<'_>, digest: String, signature_hex: String, public_key_
 /// the public key and returns its in-toto statement as a dict. Raises `IntegrityError` when
 /// the envelope does not verify, is malformed, is unsigned provenance, or does not hold an
 /// in-toto statement; `ConfigError` for a malformed key; `OSError` when the file cannot be read.
+///
+/// >>> import json, pathlib, tempfile
+/// >>> project = pathlib.Path(tempfile.mkdtemp())
+/// >>> _ = (project / "package.json").write_text(json.dumps({"name": "hello", "version": "1.0.0"}))
+/// >>> seed, public_key = aether.generate_keypair()
+/// >>> result = aether.pack(project, install=False, signing_key=seed)
+/// >>> statement = aether.verify_provenance(result.provenance, public_key)
+/// >>> statement["subject"][0]["digest"]["sha256"] == result.digest
+/// True
+/// >>> aether.verify_provenance(result.provenance, aether.generate_keypair()[1])
+/// Traceback (most recent call last):
+///   ...
+/// aether.IntegrityError: signature does not match
 #[pyfunction]
 pub fn verify_provenance(py: Python<'_>, envelope_path: PathBuf, public_key_hex: String) -> PyResult<Py<PyAny>> {
     let bytes = py.detach(|| std::fs::read(&envelope_path))?;
