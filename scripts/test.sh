@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs Aether's whole test suite. Needs: Rust (cargo, cargo-nextest), Node.js with npm, Python 3
-# with pip, PostgreSQL server binaries. Test-only Python packages (the official CycloneDX and DSSE
-# validators) are installed from requirements-dev.txt first, and s3s-fs (a real S3-compatible
-# server the tests start) into ~/.cache/aether-ci.
+# with pip and venv, PostgreSQL server binaries. Test-only Python packages (the official CycloneDX
+# and DSSE validators) are installed from requirements-dev.txt first, and s3s-fs (a real
+# S3-compatible server the tests start) into ~/.cache/aether-ci. Arguments go to the Rust test
+# runner.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
@@ -10,8 +11,23 @@ python3 -m pip install --quiet --disable-pip-version-check -r requirements-dev.t
 # The S3 store's tests start a real S3-compatible server.
 PATH="$(./scripts/lib/install_s3s_fs.sh):$PATH"
 export PATH
+rust_status=0
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --locked --no-fail-fast "$@"
+  cargo nextest run --workspace --locked --no-fail-fast "$@" || rust_status=$?
 else
-  cargo test --workspace --locked --no-fail-fast "$@"
+  cargo test --workspace --locked --no-fail-fast "$@" || rust_status=$?
 fi
+
+# The Python bindings: the extension built into a virtualenv (kept between runs), tested
+# against the `aether` and `aether-server` binaries of this checkout.
+target="${CARGO_TARGET_DIR:-$PWD/target}"
+venv="$target/python-venv"
+[[ -x "$venv/bin/python" ]] || python3 -m venv "$venv"
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r bindings/python/requirements-test.txt
+cargo build --locked -p aether-cli -p aether-server
+VIRTUAL_ENV="$venv" CARGO_TARGET_DIR="$target/python" \
+  "$venv/bin/maturin" develop --quiet --locked --manifest-path bindings/python/Cargo.toml
+AETHER_BIN="$target/debug/aether" AETHER_SERVER_BIN="$target/debug/aether-server" \
+  "$venv/bin/python" -m pytest bindings/python/tests
+"$venv/bin/mypy" --strict examples/build.py
+exit "$rust_status"

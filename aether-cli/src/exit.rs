@@ -40,10 +40,6 @@ impl CliError {
         Self::new(Exit::Usage, "usage", message)
     }
 
-    pub fn config(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(Exit::Config, code, message)
-    }
-
     pub fn io(message: impl Into<String>) -> Self {
         Self::new(Exit::Io, "io", message)
     }
@@ -58,7 +54,7 @@ impl From<aether_sdk::Error> for CliError {
             ErrorKind::Io => Exit::Io,
             ErrorKind::Network => Exit::Network,
         };
-        let mut message = error_chain(&error);
+        let mut message = aether_sdk::error::error_chain(&error);
         // The server's own code says more than "api_error" (`unauthorized`, `not_found`...).
         let code = match &error {
             aether_sdk::Error::Api { code, status, .. } => {
@@ -71,20 +67,4 @@ impl From<aether_sdk::Error> for CliError {
         };
         Self::new(exit, code, message)
     }
-}
-
-/// The error and its sources on one line ("cannot read X: permission denied"), skipping
-/// sources whose text the outer message already contains.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(inner) = source {
-        let text = inner.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        source = inner.source();
-    }
-    message
 }

@@ -35,6 +35,12 @@ pub enum Error {
         #[source]
         source: aether_core::signing::KeyError,
     },
+    #[error("cannot read signing key file {path}")]
+    SigningKeyFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("invalid configuration in {path}: {message}")]
     Config { path: PathBuf, message: String },
     #[error("invalid {variable}={value:?}: {message}")]
@@ -83,6 +89,22 @@ pub enum Error {
     Usage { message: String },
 }
 
+/// The error and its sources on one line ("cannot read X: permission denied"), skipping
+/// sources whose text the outer message already contains; how frontends show an error.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        let text = inner.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = inner.source();
+    }
+    message
+}
+
 fn output_excerpt(stderr: &str) -> String {
     if stderr.is_empty() { String::new() } else { format!("; its error output:\n{stderr}") }
 }
@@ -106,7 +128,8 @@ impl Error {
             Self::Selection(aether_core::selection::SelectionError::SymlinkEscapes { .. }) => ErrorKind::Usage,
             Self::Selection(aether_core::selection::SelectionError::InvalidIgnoreFile { .. }) => ErrorKind::Usage,
             Self::Usage { .. } => ErrorKind::Usage,
-            Self::SigningKey { .. } | Self::Config { .. } | Self::InvalidVariable { .. } => ErrorKind::Config,
+            Self::SigningKey { .. } | Self::SigningKeyFile { .. } => ErrorKind::Config,
+            Self::Config { .. } | Self::InvalidVariable { .. } => ErrorKind::Config,
             Self::CommandFailed { .. } | Self::CommandNotFound { .. } | Self::Provenance { .. } => ErrorKind::Runtime,
             Self::Lockfile(_) | Self::Sbom(_) => ErrorKind::Runtime,
             Self::Project(_) | Self::Selection(_) | Self::Pack(_) | Self::Io { .. } => ErrorKind::Io,
@@ -129,7 +152,7 @@ impl Error {
             Self::Selection(SelectionError::SymlinkEscapes { .. }) => "symlink_escapes_tree",
             Self::Selection(SelectionError::InvalidIgnoreFile { .. }) => "invalid_ignore_file",
             Self::Usage { .. } => "usage",
-            Self::SigningKey { .. } => "invalid_signing_key",
+            Self::SigningKey { .. } | Self::SigningKeyFile { .. } => "invalid_signing_key",
             Self::Config { .. } => "invalid_config",
             Self::InvalidVariable { .. } => "invalid_variable",
             Self::CommandFailed { .. } => "command_failed",

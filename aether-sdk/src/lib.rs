@@ -9,6 +9,8 @@ pub mod describe;
 pub mod error;
 pub mod install;
 pub mod outputs;
+pub mod settings;
+pub mod status;
 pub mod toolchain;
 pub mod upload;
 

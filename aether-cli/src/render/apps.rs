@@ -1,18 +1,13 @@
 //! `aether list` and `aether status`: aligned tables for people, stable JSON for programs.
 
-use aether_core::api::{AppResponse, DeploymentResponse};
+use aether_core::api::DeploymentResponse;
+use aether_sdk::status::AppSummary;
 use serde_json::json;
 
 use super::time::{ago_from, now_ms};
 use crate::args::OutputFormat;
 
-/// An app and the deployment that represents it: the running one, else the newest.
-pub struct AppRow {
-    pub app: AppResponse,
-    pub deployment: Option<DeploymentResponse>,
-}
-
-pub fn app_list(format: OutputFormat, rows: &[AppRow]) {
+pub fn app_list(format: OutputFormat, rows: &[AppSummary]) {
     match format {
         OutputFormat::Json => {
             let apps: Vec<_> = rows

@@ -7,7 +7,7 @@ mod time;
 
 pub use time::now_ms;
 
-pub use apps::{AppRow, app_list, app_status};
+pub use apps::{app_list, app_status};
 pub use build::build_report;
 pub use deploy::{DeployProgress, deploy_report, rollback_report};
 
