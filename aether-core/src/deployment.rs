@@ -8,10 +8,16 @@
 //!
 //! ```text
 //! pending -> deploying -> running -> superseded
-//!    |           |           \----> rolled_back
-//!    |           \----> failed
+//!    |        |  ^  |        |----> rolled_back
+//!    |        |  |  |        \----> failed (the release was found gone)
+//!    |        |  progress    |
+//!    |        \----> failed <-/
 //!    \-----------\----> cancelled
 //! ```
+//!
+//! `progress` keeps a deployment `deploying` and only records what the runtime reported
+//! (pulling the artifact, waiting for readiness, a crash loop), so the audit trail shows a
+//! rollout as it happens.
 
 use std::fmt;
 use std::str::FromStr;
@@ -90,6 +96,14 @@ pub enum DeploymentEvent {
     RolloutFailed {
         reason: String,
     },
+    /// What the runtime reports while the rollout goes on; the status stays `deploying`.
+    Progress {
+        message: String,
+    },
+    /// A running release is no longer there (found gone when the control plane checked).
+    ReleaseLost {
+        reason: String,
+    },
     /// `by` is the id of the newer deployment of the same app that is now running.
     Superseded {
         by: String,
@@ -110,6 +124,8 @@ impl DeploymentEvent {
             Self::RolloutStarted => "rollout_started",
             Self::RolloutSucceeded { .. } => "rollout_succeeded",
             Self::RolloutFailed { .. } => "rollout_failed",
+            Self::Progress { .. } => "progress",
+            Self::ReleaseLost { .. } => "release_lost",
             Self::Superseded { .. } => "superseded",
             Self::RolledBack { .. } => "rolled_back",
             Self::Cancelled { .. } => "cancelled",
@@ -250,6 +266,11 @@ impl Deployment {
                 self.failure_reason = Some(reason.clone());
                 (S::Failed, Some(reason), vec![Action::StopRelease])
             }
+            (S::Deploying, E::Progress { message }) => (S::Deploying, Some(message), Vec::new()),
+            (S::Running, E::ReleaseLost { reason }) => {
+                self.failure_reason = Some(reason.clone());
+                (S::Failed, Some(reason), vec![Action::StopRelease])
+            }
             (S::Running, E::Superseded { by }) => {
                 (S::Superseded, Some(format!("superseded by {by}")), vec![Action::StopRelease])
             }
@@ -292,6 +313,8 @@ mod tests {
                 | (S::Running, S::RolledBack)
                 | (S::Pending, S::Cancelled)
                 | (S::Deploying, S::Cancelled)
+                | (S::Deploying, S::Deploying)
+                | (S::Running, S::Failed)
         )
     }
 
@@ -300,6 +323,8 @@ mod tests {
             E::RolloutStarted,
             E::RolloutSucceeded { url: None },
             E::RolloutFailed { reason: "x".into() },
+            E::Progress { message: "pulling artifact".into() },
+            E::ReleaseLost { reason: "gone".into() },
             E::Superseded { by: "d2".into() },
             E::RolledBack { reason: None },
             E::Cancelled { reason: None },
@@ -333,6 +358,8 @@ mod tests {
             (S::Pending, E::RolloutStarted, S::Deploying, vec![Start], None),
             (S::Deploying, E::RolloutSucceeded { url: reason() }, S::Running, vec![Supersede], None),
             (S::Deploying, E::RolloutFailed { reason: "why".into() }, S::Failed, vec![Stop], reason()),
+            (S::Deploying, E::Progress { message: "why".into() }, S::Deploying, vec![], reason()),
+            (S::Running, E::ReleaseLost { reason: "why".into() }, S::Failed, vec![Stop], reason()),
             (S::Running, E::Superseded { by: "d2".into() }, S::Superseded, vec![Stop], Some(superseded)),
             (S::Running, E::RolledBack { reason: reason() }, S::RolledBack, vec![Stop], reason()),
             (S::Pending, E::Cancelled { reason: reason() }, S::Cancelled, vec![], reason()),
@@ -378,6 +405,10 @@ mod tests {
             (S::Deploying, E::RolloutStarted),
             (S::Running, E::Cancelled { reason: None }),
             (S::Running, E::RolloutFailed { reason: "x".into() }),
+            (S::Running, E::Progress { message: "x".into() }),
+            (S::Pending, E::Progress { message: "x".into() }),
+            (S::Pending, E::ReleaseLost { reason: "x".into() }),
+            (S::Deploying, E::ReleaseLost { reason: "x".into() }),
         ] {
             let mut d = at(status);
             assert!(d.handle(event, 30).is_err(), "{status} accepted an event");
@@ -425,6 +456,8 @@ mod tests {
             Just(E::RolloutStarted),
             proptest::option::of(text).prop_map(|url| E::RolloutSucceeded { url }),
             text.prop_map(|reason| E::RolloutFailed { reason }),
+            text.prop_map(|message| E::Progress { message }),
+            text.prop_map(|reason| E::ReleaseLost { reason }),
             text.prop_map(|by| E::Superseded { by }),
             proptest::option::of(text).prop_map(|reason| E::RolledBack { reason }),
             proptest::option::of(text).prop_map(|reason| E::Cancelled { reason }),

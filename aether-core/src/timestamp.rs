@@ -22,6 +22,35 @@ pub fn rfc3339_millis(unix_ms: i64) -> String {
     format!("{}.{:03}Z", whole.trim_end_matches('Z'), unix_ms.rem_euclid(1000))
 }
 
+/// Unix milliseconds of a UTC RFC 3339 timestamp (`2026-12-07T18:00:00Z`, with any number of
+/// fraction digits, as Kubernetes stamps log lines); `None` for anything else.
+pub fn parse_rfc3339_millis(text: &str) -> Option<i64> {
+    let text = text.strip_suffix('Z')?;
+    let (date, time) = text.split_once('T')?;
+    let mut date = date.splitn(3, '-').map(|part| part.parse::<i64>().ok());
+    let (year, month, day) = (date.next()??, date.next()??, date.next()??);
+    let (clock, fraction) = time.split_once('.').unwrap_or((time, ""));
+    let mut clock = clock.splitn(3, ':').map(|part| part.parse::<i64>().ok());
+    let (hour, minute, second) = (clock.next()??, clock.next()??, clock.next()??);
+    let in_range = (1..=12).contains(&month) && (1..=31).contains(&day) && hour < 24 && minute < 60 && second < 61;
+    if !in_range || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let millis: i64 = format!("{fraction:0<3}")[..3].parse().ok()?;
+    let days = days_from_civil(year, month, day);
+    Some(((days * 86_400 + hour * 3600 + minute * 60 + second) * 1000) + millis)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (the inverse of [`civil_from_days`]).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year.rem_euclid(400);
+    let day_of_year = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
 /// Proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
 fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let shifted = days + 719_468;
@@ -49,5 +78,17 @@ mod tests {
         assert_eq!(rfc3339_millis(1_709_251_199_999), "2024-02-29T23:59:59.999Z");
         assert_eq!(rfc3339_millis(-1), "1969-12-31T23:59:59.999Z");
         assert_eq!(rfc3339_millis(i64::MAX), "9999-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn parses_what_it_formats_and_kubernetes_stamps() {
+        for ms in [0, 315_532_800_000, 1_709_251_199_999, -1, 1_796_000_123_456] {
+            assert_eq!(parse_rfc3339_millis(&rfc3339_millis(ms)), Some(ms), "{ms}");
+        }
+        assert_eq!(parse_rfc3339_millis("2024-02-29T23:59:59.999999999Z"), Some(1_709_251_199_999));
+        assert_eq!(parse_rfc3339_millis("1970-01-01T00:00:01Z"), Some(1000));
+        for bad in ["", "1970-01-01T00:00:00", "1970-13-01T00:00:00Z", "1970-01-01T00:00:00.x1Z", "yesterday"] {
+            assert_eq!(parse_rfc3339_millis(bad), None, "{bad}");
+        }
     }
 }
