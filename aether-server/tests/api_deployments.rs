@@ -35,10 +35,17 @@ async fn a_deployment_goes_pending_deploying_running() {
     let running = server.wait_status(&id, "running").await;
     assert_eq!(running["url"], format!("http://fake.invalid/{id}"));
     assert!(running["failure_reason"].is_null());
+    // What the runtime reports while rolling out is recorded as deploying -> deploying.
     assert_eq!(
         server.transitions(&id).await,
-        [pair(Value::Null, "pending"), pair("pending".into(), "deploying"), pair("deploying".into(), "running")]
+        [
+            pair(Value::Null, "pending"),
+            pair("pending".into(), "deploying"),
+            pair("deploying".into(), "deploying"),
+            pair("deploying".into(), "running")
+        ]
     );
+    assert_eq!(running["events"][2]["reason"], "starting");
     assert_eq!(running["events"][0]["at"].as_str().map(|at| at.ends_with('Z')), Some(true));
     assert_eq!(server.runtime().history().0, std::slice::from_ref(&id));
 
@@ -205,4 +212,27 @@ async fn environments_are_validated_fingerprinted_and_never_shown() {
     server.create_deployment("web", &first, keyed).await.expect(201);
     let changed = json!({ "idempotency_key": "env-1", "env": { "A": "2" } });
     server.create_deployment("web", &first, changed).await.expect_error(409, "idempotency_conflict");
+}
+
+/// Regression: four identical `POST /deployments` with one idempotency key sent at the same
+/// moment created two to four deployments in most rounds. Exactly one is created now.
+#[tokio::test]
+async fn concurrent_identical_requests_create_one_deployment() {
+    let server = TestServer::start(&[]).await;
+    server.create_app("web").await;
+    let digest = server.upload_ok("web", &blob("raced-deploy", 200)).await;
+    for round in 0..10 {
+        let key = format!("race-{round}");
+        let body = json!({ "idempotency_key": key });
+        let replies =
+            futures_util::future::join_all((0..4).map(|_| server.create_deployment("web", &digest, body.clone())))
+                .await;
+        let ids: std::collections::BTreeSet<String> =
+            replies.into_iter().map(|reply| reply.expect(201).str("id")).collect();
+        assert_eq!(ids.len(), 1, "round {round}: {ids:?}");
+    }
+    let listed = server.get("/apps/web/deployments", Some(READER)).await.expect(200);
+    let count =
+        listed.json.as_array().map_or_else(|| listed.json["deployments"].as_array().map_or(0, Vec::len), Vec::len);
+    assert_eq!(count, 10, "{}", listed.text);
 }

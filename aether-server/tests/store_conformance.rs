@@ -109,6 +109,7 @@ conformance!(
     link_artifact_is_idempotent_and_ordered,
     artifact_in_use_follows_status,
     uploads_lifecycle,
+    deployments_claim_their_idempotency_key,
     idempotency_first_write_wins,
     deployments_insert_get_list_and_events,
     apply_transition_is_compare_and_set,
@@ -164,7 +165,7 @@ async fn insert_artifact<S: MetadataStore>(store: &S, n: u32, created_at_ms: i64
 }
 
 async fn insert_deployment<S: MetadataStore>(store: &S, deployment: &Deployment) {
-    store.insert_deployment(deployment, &created_event(deployment)).await.unwrap();
+    assert_eq!(store.insert_deployment(deployment, &created_event(deployment), None).await.unwrap(), None);
 }
 
 /// Names the error of a call expected to fail, with the message where it is part of the contract.
@@ -378,6 +379,43 @@ async fn idempotency_first_write_wins<S: MetadataStore>(store: &S) {
     assert_eq!(store.get_idempotency("deployment", "key-1").await.unwrap(), Some(first));
 }
 
+/// Regression: concurrent identical `POST /deployments` created several deployments, because
+/// the idempotency record was stored after the deployment. The key is now claimed in the same
+/// transaction: of requests racing with one key, exactly one inserts.
+async fn deployments_claim_their_idempotency_key<S: MetadataStore>(store: &S) {
+    let web = store.create_app("app-1", "web", 1).await.unwrap();
+    let art = insert_artifact(store, 4, 1).await;
+    let attempts: Vec<(Deployment, IdempotencyRecord)> = (0..8)
+        .map(|n| {
+            let d = deployment(&format!("racer-{n}"), &web, &art, DeploymentStatus::Pending, 100 + n);
+            let record = IdempotencyRecord {
+                scope: "deployment".to_owned(),
+                key: "same-key".to_owned(),
+                request_hash: "same-request".to_owned(),
+                resource_id: d.id.clone(),
+                created_at_ms: 100 + n,
+            };
+            (d, record)
+        })
+        .collect();
+    let events: Vec<DeploymentEvent> = attempts.iter().map(|(d, _)| created_event(d)).collect();
+    let outcomes = futures_util::future::join_all(
+        attempts.iter().zip(&events).map(|((d, record), event)| store.insert_deployment(d, event, Some(record))),
+    )
+    .await;
+    let winners: Vec<&Deployment> =
+        attempts.iter().zip(&outcomes).filter(|(_, o)| matches!(o, Ok(None))).map(|((d, _), _)| d).collect();
+    assert_eq!(winners.len(), 1, "{outcomes:?}");
+    for outcome in &outcomes {
+        if let Ok(Some(existing)) = outcome {
+            assert_eq!(existing.resource_id, winners[0].id);
+        }
+    }
+    assert_eq!(store.list_deployments(&web.id).await.unwrap().len(), 1);
+    let stored = store.get_idempotency("deployment", "same-key").await.unwrap().unwrap();
+    assert_eq!(stored.resource_id, winners[0].id);
+}
+
 async fn deployments_insert_get_list_and_events<S: MetadataStore>(store: &S) {
     let web = store.create_app("app-1", "web", 1).await.unwrap();
     let api = store.create_app("app-2", "api", 1).await.unwrap();
@@ -405,7 +443,7 @@ async fn deployments_insert_get_list_and_events<S: MetadataStore>(store: &S) {
     assert_eq!(store.list_deployments("app-2").await.unwrap(), vec![other]);
     assert_eq!(store.deployment_events("dep-1").await.unwrap(), vec![created_event(&d1)]);
 
-    assert_eq!(failure(store.insert_deployment(&d1, &created_event(&d1)).await), "conflict: deployment dep-1");
+    assert_eq!(failure(store.insert_deployment(&d1, &created_event(&d1), None).await), "conflict: deployment dep-1");
     // The failed insert left no second event behind.
     assert_eq!(store.deployment_events("dep-1").await.unwrap(), vec![created_event(&d1)]);
 }
@@ -472,10 +510,9 @@ async fn running_deployment_per_app<S: MetadataStore>(store: &S) {
     assert_eq!(store.running_deployment("app-3").await.unwrap(), None);
 }
 
-/// What a restarted server restores: every app's running deployment, oldest first, and nothing
-/// in any other status.
+/// What a restarted server reconciles: every app's deployments in one status, oldest first.
 async fn running_deployments_across_apps<S: MetadataStore>(store: &S) {
-    assert_eq!(store.running_deployments().await.unwrap(), Vec::<Deployment>::new());
+    assert_eq!(store.deployments_with_status(DeploymentStatus::Running).await.unwrap(), Vec::<Deployment>::new());
     let web = store.create_app("app-1", "web", 1).await.unwrap();
     let api = store.create_app("app-2", "api", 1).await.unwrap();
     let art = insert_artifact(store, 1, 1).await;
@@ -487,7 +524,9 @@ async fn running_deployments_across_apps<S: MetadataStore>(store: &S) {
     for d in [&web_live, &web_failed, &api_live, &web_old, &web_next] {
         insert_deployment(store, d).await;
     }
-    assert_eq!(store.running_deployments().await.unwrap(), vec![api_live, web_live]);
+    assert_eq!(store.deployments_with_status(DeploymentStatus::Running).await.unwrap(), vec![api_live, web_live]);
+    assert_eq!(store.deployments_with_status(DeploymentStatus::Deploying).await.unwrap(), vec![web_next]);
+    assert_eq!(store.deployments_with_status(DeploymentStatus::Pending).await.unwrap(), vec![]);
 }
 
 async fn tokens_lifecycle<S: MetadataStore>(store: &S) {

@@ -88,12 +88,15 @@ pub trait MetadataStore: Send + Sync + 'static {
         record: &IdempotencyRecord,
     ) -> impl Future<Output = StoreResult<IdempotencyRecord>> + Send;
 
-    /// Inserts the deployment and its first event in one transaction.
+    /// Inserts the deployment, its first event and (when given) its idempotency record in one
+    /// transaction. When the idempotency key is taken already, nothing is inserted and the
+    /// record holding it is returned: concurrent identical requests create one deployment.
     fn insert_deployment(
         &self,
         deployment: &Deployment,
         first_event: &DeploymentEvent,
-    ) -> impl Future<Output = StoreResult<()>> + Send;
+        idempotency: Option<&IdempotencyRecord>,
+    ) -> impl Future<Output = StoreResult<Option<IdempotencyRecord>>> + Send;
     fn get_deployment(&self, id: &str) -> impl Future<Output = StoreResult<Option<Deployment>>> + Send;
     /// Newest first.
     fn list_deployments(&self, app_id: &str) -> impl Future<Output = StoreResult<Vec<Deployment>>> + Send;
@@ -109,8 +112,12 @@ pub trait MetadataStore: Send + Sync + 'static {
     ) -> impl Future<Output = StoreResult<bool>> + Send;
     /// The app's deployment in `running`, if any (there is at most one).
     fn running_deployment(&self, app_id: &str) -> impl Future<Output = StoreResult<Option<Deployment>>> + Send;
-    /// Every app's deployments in `running`, oldest first: what a runtime restores on start.
-    fn running_deployments(&self) -> impl Future<Output = StoreResult<Vec<Deployment>>> + Send;
+    /// Every app's deployments in `status`, oldest first: what the control plane reconciles
+    /// when it starts.
+    fn deployments_with_status(
+        &self,
+        status: DeploymentStatus,
+    ) -> impl Future<Output = StoreResult<Vec<Deployment>>> + Send;
 
     fn insert_token(&self, token: &Token) -> impl Future<Output = StoreResult<()>> + Send;
     fn find_token(&self, token_hash: &str) -> impl Future<Output = StoreResult<Option<Token>>> + Send;

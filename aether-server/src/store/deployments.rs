@@ -5,8 +5,8 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AnyPool, Row};
 
 use super::{conflict_or_db, db_err, flag, optional_status, status};
-use crate::model::{Deployment, DeploymentEvent};
-use crate::ports::StoreResult;
+use crate::model::{Deployment, DeploymentEvent, IdempotencyRecord};
+use crate::ports::{StoreError, StoreResult};
 
 /// A deployment query; rows carry the app's name, which lives in `applications`.
 macro_rules! select_deployments {
@@ -20,14 +20,39 @@ macro_rules! select_deployments {
     };
 }
 
-/// The deployment and its first event land together or not at all, so no deployment is
-/// ever without history.
+/// The deployment, its first event and its idempotency key land together or not at all, so no
+/// deployment is ever without history and a key never names two deployments. Returns the
+/// record that already held the key, when one did (and then nothing was inserted).
 pub(super) async fn insert_deployment(
     pool: &AnyPool,
     deployment: &Deployment,
     first_event: &DeploymentEvent,
-) -> StoreResult<()> {
+    idempotency: Option<&IdempotencyRecord>,
+) -> StoreResult<Option<IdempotencyRecord>> {
     let mut tx = pool.begin().await.map_err(db_err)?;
+    // The key is claimed first, in the same transaction: of concurrent requests with one key
+    // (on any replica), the database lets exactly one insert; the others wait for it to commit
+    // and then find its record.
+    if let Some(record) = idempotency {
+        let claimed = sqlx::query(
+            "INSERT INTO idempotency_keys (scope, key, request_hash, resource_id, created_at_ms) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (scope, key) DO NOTHING",
+        )
+        .bind(&record.scope)
+        .bind(&record.key)
+        .bind(&record.request_hash)
+        .bind(&record.resource_id)
+        .bind(record.created_at_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if claimed.rows_affected() == 0 {
+            tx.rollback().await.map_err(db_err)?;
+            let existing = super::auth::get_idempotency(pool, &record.scope, &record.key).await?;
+            let existing = existing.ok_or_else(|| StoreError::NotFound(format!("idempotency key {}", record.key)))?;
+            return Ok(Some(existing));
+        }
+    }
     sqlx::query(
         "INSERT INTO deployments (id, app_id, artifact_id, digest, status, runtime, url, failure_reason, \
          signature, verified, env_json, created_at_ms, updated_at_ms) \
@@ -50,7 +75,8 @@ pub(super) async fn insert_deployment(
     .await
     .map_err(|e| conflict_or_db(e, || format!("deployment {}", deployment.id)))?;
     insert_event(&mut tx, first_event).await?;
-    tx.commit().await.map_err(db_err)
+    tx.commit().await.map_err(db_err)?;
+    Ok(None)
 }
 
 pub(super) async fn get_deployment(pool: &AnyPool, id: &str) -> StoreResult<Option<Deployment>> {
@@ -133,9 +159,9 @@ pub(super) async fn running_deployment(pool: &AnyPool, app_id: &str) -> StoreRes
 }
 
 /// Oldest first, so releases come back in the order they were deployed.
-pub(super) async fn running_deployments(pool: &AnyPool) -> StoreResult<Vec<Deployment>> {
+pub(super) async fn deployments_with_status(pool: &AnyPool, status: DeploymentStatus) -> StoreResult<Vec<Deployment>> {
     let rows = sqlx::query(select_deployments!("WHERE d.status = $1 ORDER BY d.created_at_ms ASC, d.id ASC"))
-        .bind(DeploymentStatus::Running.as_str())
+        .bind(status.as_str())
         .fetch_all(pool)
         .await
         .map_err(db_err)?;

@@ -256,8 +256,13 @@ impl MetadataStore for SqlStore {
         auth::put_idempotency(&self.pool, record).await
     }
 
-    async fn insert_deployment(&self, deployment: &Deployment, first_event: &DeploymentEvent) -> StoreResult<()> {
-        deployments::insert_deployment(&self.pool, deployment, first_event).await
+    async fn insert_deployment(
+        &self,
+        deployment: &Deployment,
+        first_event: &DeploymentEvent,
+        idempotency: Option<&IdempotencyRecord>,
+    ) -> StoreResult<Option<IdempotencyRecord>> {
+        deployments::insert_deployment(&self.pool, deployment, first_event, idempotency).await
     }
 
     async fn get_deployment(&self, id: &str) -> StoreResult<Option<Deployment>> {
@@ -285,8 +290,8 @@ impl MetadataStore for SqlStore {
         deployments::running_deployment(&self.pool, app_id).await
     }
 
-    async fn running_deployments(&self) -> StoreResult<Vec<Deployment>> {
-        deployments::running_deployments(&self.pool).await
+    async fn deployments_with_status(&self, status: DeploymentStatus) -> StoreResult<Vec<Deployment>> {
+        deployments::deployments_with_status(&self.pool, status).await
     }
 
     async fn insert_token(&self, token: &Token) -> StoreResult<()> {
