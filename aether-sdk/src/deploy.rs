@@ -67,6 +67,9 @@ pub enum DeployEvent {
         id: String,
     },
     Status(DeploymentStatus),
+    /// What the runtime reported while rolling out (`pulling artifact`, `waiting for
+    /// readiness`, `CrashLoopBackOff: ...`), as recorded in the deployment's events.
+    Progress(String),
 }
 
 /// Wall time of each phase of a deploy, in milliseconds.
@@ -211,13 +214,21 @@ pub async fn wait_for_rollout(
     events: &mut (impl FnMut(DeployEvent) + Send),
 ) -> Result<WaitOutcome, Error> {
     let deadline = Instant::now() + timeout;
-    let mut last = None;
+    let (mut last, mut seen) = (None, 0);
     loop {
         let deployment = client.get_deployment(id).await?;
         if last != Some(deployment.status) {
             last = Some(deployment.status);
             events(DeployEvent::Status(deployment.status));
         }
+        let recorded = deployment.events.as_deref().unwrap_or_default();
+        for event in recorded.iter().skip(seen) {
+            let progress = event.from == Some(DeploymentStatus::Deploying) && event.to == DeploymentStatus::Deploying;
+            if let Some(step) = event.reason.as_ref().filter(|_| progress) {
+                events(DeployEvent::Progress(step.clone()));
+            }
+        }
+        seen = seen.max(recorded.len());
         let settled = !matches!(deployment.status, DeploymentStatus::Pending | DeploymentStatus::Deploying);
         if settled || Instant::now() >= deadline {
             return Ok(WaitOutcome { timed_out: !settled, deployment });

@@ -1,12 +1,19 @@
 //! Drives deployments through core's state machine: every transition is decided by
 //! `aether_core::deployment`, written with its event in one transaction, and the machine's
 //! actions are carried out here.
+//!
+//! A rollout is started on the runtime, then followed: each step the runtime reports becomes a
+//! `progress` event of the deployment (so clients see it as it happens), and its end becomes
+//! `running` or `failed`. When the server starts, [`reconcile`] picks up what its predecessor
+//! left: pending deployments are rolled out, deploying ones followed again, and running ones
+//! checked against the runtime.
 
 use aether_core::deployment::{Action, Deployment as Machine, DeploymentEvent, DeploymentStatus, EventRecord};
+use futures_util::StreamExt as _;
 
 use crate::error::{ApiError, ApiResult};
 use crate::model::{Deployment, DeploymentEvent as EventRow};
-use crate::ports::{MetadataStore, ReleaseSpec, Runtime};
+use crate::ports::{Health, MetadataStore, ReleaseSpec, Rollout, RolloutProgress, Runtime, RuntimeError};
 use crate::state::{AppState, Ports, now_ms};
 
 /// The port of a URL the local runtime handed out (`http://127.0.0.1:PORT`).
@@ -75,7 +82,7 @@ pub async fn drive<P: Ports>(state: AppState<P>, row: Deployment, replacement: R
 /// What the runtime needs to run the deployment. The signature is passed only when it was
 /// verified at creation, so the runtime re-checks what the control plane vouched for and an
 /// unverified (but allowed) signature does not turn into a failed release.
-async fn release_spec<P: Ports>(state: &AppState<P>, row: &Deployment) -> ApiResult<ReleaseSpec> {
+pub async fn release_spec<P: Ports>(state: &AppState<P>, row: &Deployment) -> ApiResult<ReleaseSpec> {
     let artifact = state.store.get_artifact_by_id(&row.artifact_id).await?;
     let keys = state.store.active_public_keys(&row.app_id).await?;
     let signature = row.signature.clone().or_else(|| artifact.as_ref().and_then(|a| a.signature.clone()));
@@ -86,29 +93,103 @@ async fn release_spec<P: Ports>(state: &AppState<P>, row: &Deployment) -> ApiRes
         storage_key: artifact.map(|a| a.storage_key).unwrap_or_default(),
         signature: signature.filter(|_| row.verified),
         public_keys: keys.into_iter().map(|k| k.public_key_hex).collect(),
-        port: None,
+        port: row.url.as_deref().and_then(url_port),
         env: row.env.clone(),
     })
 }
 
 async fn drive_inner<P: Ports>(state: &AppState<P>, row: Deployment, replacement: Replacement) -> ApiResult<()> {
-    let previous = state.store.running_deployment(&row.app_id).await?;
     let (row, _) = transition(state.store.as_ref(), &row, DeploymentEvent::RolloutStarted).await?;
-    let event = match release_spec(state, &row).await {
-        Ok(spec) => match state.runtime.apply(&spec).await {
-            Ok(url) => DeploymentEvent::RolloutSucceeded { url },
-            Err(error) => DeploymentEvent::RolloutFailed { reason: error.to_string() },
-        },
-        Err(error) => DeploymentEvent::RolloutFailed { reason: error.message },
+    let spec = match release_spec(state, &row).await {
+        Ok(spec) => spec,
+        Err(error) => {
+            return settle(state, &row, None, DeploymentEvent::RolloutFailed { reason: error.message }, replacement)
+                .await;
+        }
     };
-    let started = matches!(event, DeploymentEvent::RolloutSucceeded { .. });
-    let (row, actions) = match transition(state.store.as_ref(), &row, event).await {
+    let rollout = match state.runtime.start(&spec).await {
+        Ok(()) => state.runtime.watch(&spec).await,
+        Err(error) => Err(error),
+    };
+    follow(state, row, spec, rollout, replacement).await
+}
+
+/// Records the rollout's steps as they come and its end, within `AETHER_ROLLOUT_TIMEOUT_SECS`.
+async fn follow<P: Ports>(
+    state: &AppState<P>,
+    mut row: Deployment,
+    spec: ReleaseSpec,
+    rollout: Result<Rollout, RuntimeError>,
+    replacement: Replacement,
+) -> ApiResult<()> {
+    let mut rollout = match rollout {
+        Ok(rollout) => rollout,
+        Err(error) => {
+            let event = DeploymentEvent::RolloutFailed { reason: error.to_string() };
+            return settle(state, &row, Some(&spec), event, replacement).await;
+        }
+    };
+    let deadline = tokio::time::Instant::now() + state.config.rollout_timeout;
+    let end = loop {
+        match tokio::time::timeout_at(deadline, rollout.next()).await {
+            Ok(Some(RolloutProgress::Step(message))) => {
+                match transition(state.store.as_ref(), &row, DeploymentEvent::Progress { message }).await {
+                    Ok((updated, _)) => row = updated,
+                    // Cancelled or otherwise moved on meanwhile: stop following.
+                    Err(error) if error.code == "conflict" => {
+                        let current = state.store.get_deployment(&row.id).await?;
+                        if current.as_ref().is_some_and(|d| d.status != DeploymentStatus::Deploying) {
+                            state.runtime.stop(&spec, previous_spec(state, &row).await.as_ref()).await?;
+                            return Ok(());
+                        }
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
+            Ok(Some(RolloutProgress::Ready { url })) => break DeploymentEvent::RolloutSucceeded { url },
+            Ok(Some(RolloutProgress::Failed { reason })) => break DeploymentEvent::RolloutFailed { reason },
+            Ok(None) => {
+                break DeploymentEvent::RolloutFailed { reason: "the runtime stopped reporting the rollout".into() };
+            }
+            Err(_) => {
+                let secs = state.config.rollout_timeout.as_secs();
+                break DeploymentEvent::RolloutFailed { reason: format!("the rollout did not finish within {secs} s") };
+            }
+        }
+    };
+    settle(state, &row, Some(&spec), end, replacement).await
+}
+
+/// The app's running deployment other than `row`, as the runtime's fallback.
+async fn previous_spec<P: Ports>(state: &AppState<P>, row: &Deployment) -> Option<ReleaseSpec> {
+    let previous = state.store.running_deployment(&row.app_id).await.ok().flatten()?;
+    if previous.id == row.id {
+        return None;
+    }
+    release_spec(state, &previous).await.ok()
+}
+
+/// Records the rollout's end and carries out what the machine asks for.
+async fn settle<P: Ports>(
+    state: &AppState<P>,
+    row: &Deployment,
+    spec: Option<&ReleaseSpec>,
+    end: DeploymentEvent,
+    replacement: Replacement,
+) -> ApiResult<()> {
+    let previous = state.store.running_deployment(&row.app_id).await?;
+    let started = matches!(end, DeploymentEvent::RolloutSucceeded { .. });
+    let fallback = match &previous {
+        Some(previous) if previous.id != row.id => release_spec(state, previous).await.ok(),
+        _ => None,
+    };
+    let (row, actions) = match transition(state.store.as_ref(), row, end).await {
         Ok(outcome) => outcome,
         Err(error) => {
             // Cancelled (or otherwise changed) while it rolled out: nothing may keep running
             // for a deployment whose record says it is not.
-            if started {
-                state.runtime.stop(&row.id).await?;
+            if started && let Some(spec) = spec {
+                state.runtime.stop(spec, fallback.as_ref()).await?;
             }
             return Err(error);
         }
@@ -116,7 +197,11 @@ async fn drive_inner<P: Ports>(state: &AppState<P>, row: Deployment, replacement
     for action in actions {
         match action {
             Action::SupersedePrevious => retire_previous(state, previous.as_ref(), &row, replacement).await?,
-            Action::StopRelease => state.runtime.stop(&row.id).await?,
+            Action::StopRelease => {
+                if let Some(spec) = spec {
+                    state.runtime.stop(spec, fallback.as_ref()).await?;
+                }
+            }
             Action::StartRollout | Action::RecordEvent(_) => {}
         }
     }
@@ -143,43 +228,73 @@ async fn retire_previous<P: Ports>(
     };
     let (_, actions) = transition(state.store.as_ref(), &fresh, event).await?;
     if actions.iter().any(|a| matches!(a, Action::StopRelease)) {
-        state.runtime.stop(&fresh.id).await?;
+        let spec = release_spec(state, &fresh).await?;
+        state.runtime.stop(&spec, None).await?;
     }
     Ok(())
 }
 
-/// Starts again every deployment recorded as running, each on the port of its recorded URL so
-/// that URL stays valid. Runs once at start-up, before or while the server serves.
-///
-/// A release that cannot be restored keeps its `running` status: core's state machine has no
-/// `running -> failed` transition, and inventing one here would bypass it. The failure is
-/// logged as an error instead, and the next deployment of the app replaces it as usual.
-pub async fn restore_running<P: Ports>(state: &AppState<P>) -> ApiResult<()> {
-    let rows = state.store.running_deployments().await?;
-    let restores = rows.iter().map(|row| async move {
-        let outcome = match release_spec(state, row).await {
-            Ok(spec) => {
-                let spec = ReleaseSpec { port: row.url.as_deref().and_then(url_port), ..spec };
-                state.runtime.apply(&spec).await.map_err(|e| e.to_string())
+/// Picks up what a previous server process left, once at start-up, before or while the server
+/// serves: pending deployments are rolled out, deploying ones followed again (or started again
+/// where rollouts end with the control plane), running ones checked; a running release that is
+/// gone is recorded as failed. Nothing stays `deploying` forever after a restart.
+pub async fn reconcile<P: Ports>(state: &AppState<P>) -> ApiResult<()> {
+    let pending = state.store.deployments_with_status(DeploymentStatus::Pending).await?;
+    let deploying = state.store.deployments_with_status(DeploymentStatus::Deploying).await?;
+    let running = state.store.deployments_with_status(DeploymentStatus::Running).await?;
+    let checks = running.iter().map(|row| check_running(state, row));
+    futures_util::future::join_all(checks).await;
+    for row in deploying {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let result = match release_spec(&state, &row).await {
+                Ok(spec) => {
+                    tracing::info!(app = %row.app_name, deployment = %row.id, "following a rollout again after a restart");
+                    let rollout = state.runtime.resume(&spec).await;
+                    follow(&state, row, spec, rollout, Replacement::Supersede).await
+                }
+                Err(error) => {
+                    let event = DeploymentEvent::RolloutFailed { reason: error.message };
+                    settle(&state, &row, None, event, Replacement::Supersede).await
+                }
+            };
+            if let Err(error) = result {
+                tracing::error!(code = error.code, message = %error.message, "cannot resume a rollout");
             }
-            Err(error) => Err(error.message),
-        };
-        match outcome {
-            Ok(url) if url == row.url => {
-                tracing::info!(app = %row.app_name, deployment = %row.id, url = ?url, "restored a running release");
-            }
-            Ok(url) => tracing::warn!(
-                app = %row.app_name, deployment = %row.id, recorded_url = ?row.url, url = ?url,
-                "restored a running release at a different URL: its port was taken"
-            ),
-            Err(reason) => tracing::error!(
-                app = %row.app_name, deployment = %row.id, %reason,
-                "cannot restore a running release after a restart; it stays recorded as running but serves nothing until the app is deployed again"
-            ),
-        }
-    });
-    futures_util::future::join_all(restores).await;
+        });
+    }
+    for row in pending {
+        tokio::spawn(drive(state.clone(), row, Replacement::Supersede));
+    }
     Ok(())
+}
+
+/// Whether a release recorded as running still serves; a gone one is recorded as failed.
+async fn check_running<P: Ports>(state: &AppState<P>, row: &Deployment) {
+    let health = match release_spec(state, row).await {
+        Ok(spec) => state.runtime.check(&spec).await,
+        Err(error) => Ok(Health::Gone { reason: error.message }),
+    };
+    match health {
+        Ok(Health::Serving { url }) if url.is_none() || url == row.url => {
+            tracing::info!(app = %row.app_name, deployment = %row.id, url = ?url, "a running release still serves");
+        }
+        Ok(Health::Serving { url }) => tracing::warn!(
+            app = %row.app_name, deployment = %row.id, recorded_url = ?row.url, url = ?url,
+            "a running release serves at a different URL now: its port was taken"
+        ),
+        Ok(Health::Gone { reason }) => {
+            tracing::error!(app = %row.app_name, deployment = %row.id, %reason, "a running release is gone");
+            let lost = DeploymentEvent::ReleaseLost { reason: format!("the release is gone: {reason}") };
+            if let Err(error) = settle(state, row, None, lost, Replacement::Supersede).await {
+                tracing::error!(code = error.code, message = %error.message, "cannot record a lost release");
+            }
+        }
+        Err(error) => tracing::warn!(
+            app = %row.app_name, deployment = %row.id, error = %crate::error::chain(&error),
+            "cannot check a running release; its record is left as it is"
+        ),
+    }
 }
 
 #[cfg(test)]

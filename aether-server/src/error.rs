@@ -101,7 +101,14 @@ impl From<RuntimeError> for ApiError {
                 "not_implemented",
                 format!("the runtime does not support {what}"),
             ),
-            RuntimeError::Failed(message) => Self::internal(message),
+            error @ RuntimeError::Failed { retryable: true, .. } => {
+                tracing::warn!(error = %chain(&error), "the runtime is unavailable");
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", error.to_string())
+            }
+            error @ RuntimeError::Failed { .. } => {
+                tracing::warn!(error = %chain(&error), "the runtime failed");
+                Self::new(StatusCode::BAD_GATEWAY, "runtime_error", error.to_string())
+            }
         }
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use aether_core::signing::SigningKey;
 use aether_server::artifacts::local::LocalArtifactStore;
-use aether_server::ports::{ArtifactStore, LogQuery, ReleaseSpec, Runtime, RuntimeError};
+use aether_server::ports::{ArtifactStore, LogQuery, ReleaseSpec, RolloutProgress, Runtime};
 use aether_server::runtime::local::{LocalRuntime, LocalRuntimeConfig};
 use futures_util::StreamExt as _;
 
@@ -78,12 +78,51 @@ impl Fixture {
         }
     }
 
-    async fn apply(&self, id: &str, stored: &Stored) -> Result<String, RuntimeError> {
-        self.runtime.apply(&self.spec(id, stored)).await.map(|url| url.expect("a URL"))
+    async fn apply(&self, id: &str, stored: &Stored) -> Result<String, String> {
+        self.roll_out(&self.spec(id, stored)).await
+    }
+
+    /// Starts the release and follows it to its end: its URL, or why it failed.
+    async fn roll_out(&self, spec: &ReleaseSpec) -> Result<String, String> {
+        Ok(self.roll_out_reporting(spec).await?.1)
+    }
+
+    /// [`Self::roll_out`], with the steps reported on the way.
+    async fn roll_out_reporting(&self, spec: &ReleaseSpec) -> Result<(Vec<String>, String), String> {
+        self.runtime.start(spec).await.map_err(|e| e.to_string())?;
+        let reports: Vec<RolloutProgress> = self.runtime.watch(spec).await.unwrap().collect().await;
+        let mut steps = Vec::new();
+        for report in reports {
+            match report {
+                RolloutProgress::Step(step) => steps.push(step),
+                RolloutProgress::Ready { url } => return Ok((steps, url.expect("a URL"))),
+                RolloutProgress::Failed { reason } => return Err(reason),
+            }
+        }
+        panic!("the rollout of {} ended without an outcome", spec.deployment_id)
+    }
+
+    /// A release known only by its id: enough to stop it or ask whether it serves.
+    fn by_id(&self, id: &str) -> ReleaseSpec {
+        self.spec(id, &Stored { digest: String::new(), key: String::new() })
+    }
+
+    async fn stop(&self, id: &str) {
+        self.runtime.stop(&self.by_id(id), None).await.unwrap();
+    }
+
+    /// The URL the release serves at, if it serves.
+    async fn serving(&self, id: &str) -> Option<String> {
+        let reports: Vec<RolloutProgress> = self.runtime.watch(&self.by_id(id)).await.unwrap().collect().await;
+        match reports.as_slice() {
+            [RolloutProgress::Ready { url }] => url.clone(),
+            _ => None,
+        }
     }
 
     async fn logs(&self, query: LogQuery) -> Vec<String> {
-        self.runtime.logs(APP, &query).await.unwrap()
+        let lines: Vec<_> = self.runtime.logs(APP, &query).await.unwrap().collect().await;
+        lines.into_iter().map(|line| line.unwrap().render()).collect()
     }
 }
 
@@ -130,8 +169,7 @@ async fn a_release_serves_in_production_mode_and_its_output_is_logged() {
     let url = fx.apply("11111111-aaaa", &stored).await.unwrap();
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
     assert_eq!(get(&url).await.unwrap(), (200, "v1 production".to_owned()));
-    let status = fx.runtime.status("11111111-aaaa").await.unwrap();
-    assert!(status.running && status.url.as_deref() == Some(url.as_str()), "{status:?}");
+    assert_eq!(fx.serving("11111111-aaaa").await.as_deref(), Some(url.as_str()));
     assert!(fx.releases().join(APP).join("11111111-aaaa").join("server.js").is_file());
 
     let lines = fx.logs(all()).await;
@@ -139,11 +177,11 @@ async fn a_release_serves_in_production_mode_and_its_output_is_logged() {
     assert!(lines.iter().any(|l| l.ends_with(&expected)), "{lines:?}");
     assert!(lines.iter().all(|l| l.as_bytes().get(23) == Some(&b'Z')), "RFC 3339 ms timestamps: {lines:?}");
 
-    fx.runtime.stop("11111111-aaaa").await.unwrap();
+    fx.stop("11111111-aaaa").await;
     assert!(refuses(&url), "the release still listens after stop");
-    assert!(!fx.runtime.status("11111111-aaaa").await.unwrap().running);
+    assert_eq!(fx.serving("11111111-aaaa").await, None);
     assert!(!fx.releases().join(APP).join("11111111-aaaa").exists(), "the release directory was kept");
-    fx.runtime.stop("11111111-aaaa").await.unwrap();
+    fx.stop("11111111-aaaa").await;
 }
 
 #[tokio::test]
@@ -153,10 +191,10 @@ async fn a_replacing_release_keeps_serving_after_the_first_stops() {
     let second = fx.apply("second", &fx.store(&server("v2")).await).await.unwrap();
     assert_ne!(first, second);
     assert_eq!(get(&first).await.unwrap().1, "v1 production");
-    fx.runtime.stop("first").await.unwrap();
+    fx.stop("first").await;
     assert!(refuses(&first));
     assert_eq!(get(&second).await.unwrap(), (200, "v2 production".to_owned()));
-    assert!(fx.runtime.status("second").await.unwrap().running);
+    assert!(fx.serving("second").await.is_some());
 }
 
 #[tokio::test]
@@ -164,11 +202,11 @@ async fn a_release_exiting_at_start_fails_with_its_status_and_output_while_the_o
     let fx = Fixture::new();
     let first = fx.apply("first", &fx.store(&server("v1")).await).await.unwrap();
     let crashing = fx.store("console.log(\"starting\");\nconsole.error(\"boom\");\nprocess.exit(1);\n").await;
-    let Err(RuntimeError::Failed(reason)) = fx.apply("crashing", &crashing).await else { panic!("it started") };
+    let Err(reason) = fx.apply("crashing", &crashing).await else { panic!("it started") };
     assert!(reason.contains("exited with status 1"), "{reason}");
     assert!(reason.contains("boom") && reason.contains("starting"), "{reason}");
     assert_eq!(get(&first).await.unwrap(), (200, "v1 production".to_owned()));
-    assert!(!fx.runtime.status("crashing").await.unwrap().running);
+    assert_eq!(fx.serving("crashing").await, None);
     assert!(!fx.releases().join(APP).join("crashing").exists(), "the failed release directory was kept");
 }
 
@@ -181,7 +219,7 @@ async fn a_release_that_never_listens_fails_after_the_health_timeout_and_is_kill
         pids.display().to_string()
     );
     let started = Instant::now();
-    let Err(RuntimeError::Failed(reason)) = fx.apply("silent", &fx.store(&script).await).await else {
+    let Err(reason) = fx.apply("silent", &fx.store(&script).await).await else {
         panic!("a release that never listens started")
     };
     let waited = started.elapsed();
@@ -201,7 +239,7 @@ async fn wrong_digests_and_signatures_fail_before_anything_runs() {
     let stored = fx.store(&script).await;
 
     let tampered = ReleaseSpec { digest: "0".repeat(64), ..fx.spec("tampered", &stored) };
-    let Err(RuntimeError::Failed(reason)) = fx.runtime.apply(&tampered).await else { panic!("a wrong digest ran") };
+    let Err(reason) = fx.roll_out(&tampered).await else { panic!("a wrong digest ran") };
     assert!(reason.contains(&stored.digest) && reason.contains(&"0".repeat(64)), "{reason}");
 
     let key = SigningKey::from_seed([7; 32]);
@@ -211,7 +249,7 @@ async fn wrong_digests_and_signatures_fail_before_anything_runs() {
         public_keys: vec![key.public_key_hex()],
         ..fx.spec("forged", &stored)
     };
-    let Err(RuntimeError::Failed(reason)) = fx.runtime.apply(&forged).await else { panic!("a forged signature ran") };
+    let Err(reason) = fx.roll_out(&forged).await else { panic!("a forged signature ran") };
     assert!(reason.contains("signature"), "{reason}");
 
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -227,7 +265,7 @@ async fn wrong_digests_and_signatures_fail_before_anything_runs() {
         public_keys: vec![stranger.public_key_hex(), key.public_key_hex()],
         ..fx.spec("signed", &stored)
     };
-    let url = fx.runtime.apply(&signed).await.unwrap().unwrap();
+    let url = fx.roll_out(&signed).await.unwrap();
     assert_eq!(get(&url).await.unwrap().0, 200);
     assert!(pids.exists());
 }
@@ -248,7 +286,7 @@ require("fs").writeFileSync({:?}, process.pid + " " + child.pid + "\n");
     let pids = read_pids(&pids).await;
     assert!(pids.iter().all(|pid| alive(*pid)), "{pids:?}");
     let started = Instant::now();
-    fx.runtime.stop("stubborn").await.unwrap();
+    fx.stop("stubborn").await;
     assert!(started.elapsed() >= Duration::from_millis(500), "SIGKILL came before the grace period ended");
     assert!(refuses(&url), "the release still listens after stop");
     for pid in pids {
@@ -265,7 +303,7 @@ async fn shutdown_stops_every_release_and_refuses_new_ones() {
     let two = fx.apply("two", &fx.store(&server("two")).await).await.unwrap();
     fx.runtime.shutdown().await;
     assert!(refuses(&one) && refuses(&two), "a release survived shutdown");
-    let Err(RuntimeError::Failed(reason)) = fx.apply("three", &fx.store(&server("three")).await).await else {
+    let Err(reason) = fx.apply("three", &fx.store(&server("three")).await).await else {
         panic!("a release started after shutdown")
     };
     assert!(reason.contains("shutting down"), "{reason}");
@@ -276,10 +314,10 @@ async fn follow_sends_the_tail_then_lines_printed_later() {
     let fx = Fixture::new();
     let url = fx.apply("talker", &fx.store(&server("talk")).await).await.unwrap();
     let mut lines = fx.runtime.follow(APP, &LogQuery { tail: 1, ..LogQuery::default() }).await.unwrap();
-    let first = tokio::time::timeout(Duration::from_secs(5), lines.next()).await.unwrap().unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(5), lines.next()).await.unwrap().unwrap().unwrap().render();
     assert!(first.ends_with(&format!("talk listening on {}", port_of(&url))), "{first}");
     get(&format!("{url}/say?hello")).await.unwrap();
-    let said = tokio::time::timeout(Duration::from_secs(5), lines.next()).await.unwrap().unwrap();
+    let said = tokio::time::timeout(Duration::from_secs(5), lines.next()).await.unwrap().unwrap().unwrap().render();
     assert!(said.ends_with("stdout: said hello"), "{said}");
 }
 
@@ -310,14 +348,28 @@ async fn a_restored_release_gets_its_preferred_port_when_free() {
     let fx = Fixture::new();
     let stored = fx.store(&server("again")).await;
     let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let url = fx.runtime.apply(&ReleaseSpec { port: Some(free), ..fx.spec("kept", &stored) }).await.unwrap();
-    assert_eq!(url, Some(format!("http://127.0.0.1:{free}")));
+    let url = fx.roll_out(&ReleaseSpec { port: Some(free), ..fx.spec("kept", &stored) }).await.unwrap();
+    assert_eq!(url, format!("http://127.0.0.1:{free}"));
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let taken = busy.local_addr().unwrap().port();
-    let url = fx.runtime.apply(&ReleaseSpec { port: Some(taken), ..fx.spec("moved", &stored) }).await.unwrap().unwrap();
+    let url = fx.roll_out(&ReleaseSpec { port: Some(taken), ..fx.spec("moved", &stored) }).await.unwrap();
     assert_ne!(port_of(&url), taken);
     assert_eq!(get(&url).await.unwrap().0, 200);
-    // Applying a release that already runs answers its URL without starting it twice.
-    let again = fx.runtime.apply(&fx.spec("moved", &stored)).await.unwrap().unwrap();
+    // Starting a release that already runs answers its URL without starting it twice.
+    let again = fx.roll_out(&fx.spec("moved", &stored)).await.unwrap();
     assert_eq!(again, url);
+}
+
+#[tokio::test]
+async fn a_rollout_reports_its_steps_before_it_serves() {
+    let fx = Fixture::new();
+    let (steps, url) = fx.roll_out_reporting(&fx.spec("steps", &fx.store(&server("v1")).await)).await.unwrap();
+    assert_eq!(steps, ["pulling artifact", "starting", "waiting for readiness"]);
+    assert_eq!(get(&url).await.unwrap().0, 200);
+    // Nothing started on this server, nothing to follow: the answer says so.
+    let reports: Vec<RolloutProgress> = fx.runtime.watch(&fx.by_id("never")).await.unwrap().collect().await;
+    assert!(
+        matches!(reports.as_slice(), [RolloutProgress::Failed { reason }] if reason.contains("not rolling out")),
+        "{reports:?}"
+    );
 }

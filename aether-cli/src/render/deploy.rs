@@ -52,6 +52,11 @@ impl DeployProgress {
                     bar.set_message(format!("Rolling out: {}", status.as_str()));
                 }
             }
+            DeployEvent::Progress(step) => {
+                if let Some(bar) = &self.bar {
+                    bar.set_message(format!("Rolling out: {step}"));
+                }
+            }
         }
     }
 

@@ -1,13 +1,75 @@
 //! The runtime port: what runs releases.
+//!
+//! A rollout is started and then followed: [`Runtime::start`] hands the release to the runtime
+//! (spawns processes, applies objects) and returns, [`Runtime::watch`] reports how it goes as
+//! [`RolloutProgress`] until it is ready or failed. Runtimes whose workloads outlive the control
+//! plane (Kubernetes) are followed again after a restart ([`Runtime::resume`]) and checked
+//! ([`Runtime::check`]) rather than started anew.
 
 use std::future::Future;
+
+use futures_util::stream::BoxStream;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     #[error("this runtime does not support {0}")]
     Unsupported(&'static str),
-    #[error("{0}")]
-    Failed(String),
+    #[error("{message}")]
+    Failed {
+        message: String,
+        /// Whether trying again later can help (the runtime's API was unreachable, a conflict),
+        /// as opposed to a failure of the release itself.
+        retryable: bool,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+}
+
+impl RuntimeError {
+    /// A failure that repeating the same request will not change.
+    pub fn failed(message: impl Into<String>) -> Self {
+        Self::Failed { message: message.into(), retryable: false, source: None }
+    }
+
+    /// A failure of the runtime's machinery that a later attempt may not meet.
+    pub fn transient(message: impl Into<String>, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Failed { message: message.into(), retryable: true, source: Some(source.into()) }
+    }
+
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Failed { retryable: true, .. })
+    }
+}
+
+/// One report of a rollout in progress. A rollout reports any number of steps, then exactly
+/// one `Ready` or `Failed`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RolloutProgress {
+    /// What is happening now: `pulling artifact`, `verifying`, `starting`, `waiting for
+    /// readiness`, `ImagePullBackOff: ...`, `CrashLoopBackOff: <last lines>`...
+    Step(String),
+    /// The release serves, at this URL when the runtime gives it one.
+    Ready {
+        url: Option<String>,
+    },
+    Failed {
+        reason: String,
+    },
+}
+
+/// The reports of one rollout, as they happen.
+pub type Rollout = BoxStream<'static, RolloutProgress>;
+
+/// What a runtime found of a release recorded as running.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    Serving {
+        url: Option<String>,
+    },
+    /// The release is not there (or no longer the app's): recorded as failed with `reason`.
+    Gone {
+        reason: String,
+    },
 }
 
 /// What a runtime is asked to run.
@@ -27,12 +89,6 @@ pub struct ReleaseSpec {
     pub port: Option<u16>,
     /// Variables the release runs with, besides the ones the runtime sets itself (`PORT`).
     pub env: std::collections::BTreeMap<String, String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReleaseStatus {
-    pub running: bool,
-    pub url: Option<String>,
 }
 
 /// Which output of a release a log line came from.
@@ -87,23 +143,43 @@ impl LogQuery {
     }
 }
 
-/// Rendered log lines as they arrive; ends when the runtime stops publishing them.
-pub type LogLines = futures_util::stream::BoxStream<'static, String>;
+/// An app's log lines: a finite tail, or a follower's endless stream. A line that cannot be
+/// read (a pod's log stream broke) ends the stream with an error rather than silently.
+pub type LogLines = BoxStream<'static, Result<LogLine, RuntimeError>>;
 
-/// Runs releases. `apply` returns once the release serves (its URL) or failed to start.
+/// Runs releases.
 pub trait Runtime: Send + Sync + 'static {
     fn name(&self) -> &'static str;
-    fn apply(&self, release: &ReleaseSpec) -> impl Future<Output = Result<Option<String>, RuntimeError>> + Send;
-    /// Idempotent: stopping an unknown or already stopped deployment succeeds.
-    fn stop(&self, deployment_id: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
-    fn status(&self, deployment_id: &str) -> impl Future<Output = Result<ReleaseStatus, RuntimeError>> + Send;
-    /// The app's recorded log lines that match `query`, oldest first, rendered with
-    /// [`LogLine::render`].
-    fn logs(&self, app_name: &str, query: &LogQuery) -> impl Future<Output = Result<Vec<String>, RuntimeError>> + Send;
+    /// Starts rolling `release` out and returns without waiting for it to serve.
+    fn start(&self, release: &ReleaseSpec) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    /// Follows a started rollout: steps as they happen, then `Ready` or `Failed`.
+    fn watch(&self, release: &ReleaseSpec) -> impl Future<Output = Result<Rollout, RuntimeError>> + Send;
+    /// After a control-plane restart, follows a rollout recorded as deploying. Runtimes whose
+    /// rollouts end with the control plane start it again; others watch what is there.
+    fn resume(&self, release: &ReleaseSpec) -> impl Future<Output = Result<Rollout, RuntimeError>> + Send {
+        async move {
+            self.start(release).await?;
+            self.watch(release).await
+        }
+    }
+    /// After a control-plane restart, for a release recorded as running: whether it still serves
+    /// (restoring it first where releases end with the control plane) or is gone.
+    fn check(&self, release: &ReleaseSpec) -> impl Future<Output = Result<Health, RuntimeError>> + Send;
+    /// Stops `release`. Idempotent. When the release was the one the app was being switched to
+    /// (a failed or cancelled rollout) and `fallback` is given, the app goes on serving
+    /// `fallback`, which is still its running release.
+    fn stop(
+        &self,
+        release: &ReleaseSpec,
+        fallback: Option<&ReleaseSpec>,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    /// The app's log lines that match `query`, oldest first; the stream ends after them.
+    fn logs(&self, app_name: &str, query: &LogQuery) -> impl Future<Output = Result<LogLines, RuntimeError>> + Send;
     /// What [`Runtime::logs`] returns for `query`, then every later line of the app that
     /// matches it, with nothing lost or repeated in between.
     fn follow(&self, app_name: &str, query: &LogQuery) -> impl Future<Output = Result<LogLines, RuntimeError>> + Send;
-    /// Stops every release this runtime started; called once the server stops serving.
+    /// Called once the server stops serving: local releases stop with it; workloads of a
+    /// cluster keep running.
     fn shutdown(&self) -> impl Future<Output = ()> + Send {
         async {}
     }

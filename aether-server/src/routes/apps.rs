@@ -113,11 +113,24 @@ pub async fn logs<P: Ports>(
         deployment_id: request.deployment,
     };
     if !request.follow {
-        return Ok(Json(state.runtime.logs(&app.name, &query).await?).into_response());
+        let lines: Vec<_> = state.runtime.logs(&app.name, &query).await?.collect().await;
+        let rendered = lines.into_iter().map(|line| line.map(|line| line.render())).collect::<Result<Vec<_>, _>>();
+        return Ok(Json(rendered?).into_response());
     }
     let lines = state.runtime.follow(&app.name, &query).await?;
+    // A broken log stream ends the response with an `error` event saying why, not silently.
     let events = lines
-        .map(|line| Ok::<_, Infallible>(Event::default().data(line)))
+        .scan(false, |failed, line| {
+            let event = match (*failed, line) {
+                (true, _) => return std::future::ready(None),
+                (false, Ok(line)) => Event::default().data(line.render()),
+                (false, Err(error)) => {
+                    *failed = true;
+                    Event::default().event("error").data(error.to_string())
+                }
+            };
+            std::future::ready(Some(Ok::<_, Infallible>(event)))
+        })
         .take_until(state.shutdown.clone().cancelled_owned());
     Ok(Sse::new(events).keep_alive(KeepAlive::default()).into_response())
 }

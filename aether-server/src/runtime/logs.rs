@@ -11,7 +11,9 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use futures_util::StreamExt as _;
 use tokio::sync::broadcast;
 
-use crate::ports::{LogLine, LogLines, LogQuery};
+use futures_util::stream::BoxStream;
+
+use crate::ports::{LogLine, LogQuery};
 
 /// Lines a follower may fall behind by before it skips ahead.
 const FOLLOW_BUFFER: usize = 1024;
@@ -81,11 +83,11 @@ impl LogBook {
     /// The tail and the subscription are taken under one lock, so the follower sees every line
     /// exactly once. A follower that falls more than a buffer behind skips the lines it missed
     /// rather than slowing the releases down.
-    pub fn follow(&self, app_name: &str, query: &LogQuery) -> LogLines {
+    pub fn follow(&self, app_name: &str, query: &LogQuery) -> BoxStream<'static, LogLine> {
         let (backlog, receiver) = {
             let mut apps = self.apps();
             let log = apps.entry(app_name.to_owned()).or_insert_with(AppLog::new);
-            let backlog: Vec<String> = log.tail(query).iter().map(LogLine::render).collect();
+            let backlog: Vec<LogLine> = log.tail(query);
             (backlog, log.live.subscribe())
         };
         let query = query.clone();
@@ -94,7 +96,7 @@ impl LogBook {
             async move {
                 loop {
                     match receiver.recv().await {
-                        Ok(line) if query.matches(&line) => return Some((line.render(), receiver)),
+                        Ok(line) if query.matches(&line) => return Some((line, receiver)),
                         Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                         Err(broadcast::error::RecvError::Closed) => return None,
                     }
@@ -146,8 +148,8 @@ mod tests {
         let mut follow = book.follow("web", &query);
         book.push("web", line(2, "one", "not this deployment"));
         book.push("web", line(3, "two", "after"));
-        assert_eq!(texts(&[follow.next().await.unwrap()]), ["after"]);
+        assert_eq!(texts(&[follow.next().await.unwrap().render()]), ["after"]);
         let mut everything = book.follow("web", &LogQuery { tail: 1, ..LogQuery::default() });
-        assert_eq!(texts(&[everything.next().await.unwrap()]), ["after"]);
+        assert_eq!(texts(&[everything.next().await.unwrap().render()]), ["after"]);
     }
 }

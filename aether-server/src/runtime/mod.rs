@@ -1,13 +1,21 @@
 //! Runtime adapters: [`local::LocalRuntime`] runs releases as local processes (the embedded
 //! default), [`NoRuntime`] refuses to run anything, and tests use the in-memory [`FakeRuntime`].
 
+mod any;
+pub mod kubernetes;
 pub mod local;
 pub mod logs;
+
+pub use any::AnyRuntime;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use crate::ports::{LogLine, LogLines, LogQuery, LogStream, ReleaseSpec, ReleaseStatus, Runtime, RuntimeError};
+use futures_util::StreamExt as _;
+
+use crate::ports::{
+    Health, LogLine, LogLines, LogQuery, LogStream, ReleaseSpec, Rollout, RolloutProgress, Runtime, RuntimeError,
+};
 use crate::runtime::logs::LogBook;
 
 /// Refuses to run anything, honestly: deployments fail with a clear reason and logs are 501.
@@ -19,19 +27,23 @@ impl Runtime for NoRuntime {
         "none"
     }
 
-    async fn apply(&self, _release: &ReleaseSpec) -> Result<Option<String>, RuntimeError> {
-        Err(RuntimeError::Failed("no runtime is configured on this server".into()))
+    async fn start(&self, _release: &ReleaseSpec) -> Result<(), RuntimeError> {
+        Err(RuntimeError::failed("no runtime is configured on this server (AETHER_RUNTIME=none)"))
     }
 
-    async fn stop(&self, _deployment_id: &str) -> Result<(), RuntimeError> {
+    async fn watch(&self, _release: &ReleaseSpec) -> Result<Rollout, RuntimeError> {
+        Err(RuntimeError::Unsupported("rollouts"))
+    }
+
+    async fn check(&self, _release: &ReleaseSpec) -> Result<Health, RuntimeError> {
+        Err(RuntimeError::Unsupported("checking releases"))
+    }
+
+    async fn stop(&self, _release: &ReleaseSpec, _fallback: Option<&ReleaseSpec>) -> Result<(), RuntimeError> {
         Ok(())
     }
 
-    async fn status(&self, _deployment_id: &str) -> Result<ReleaseStatus, RuntimeError> {
-        Ok(ReleaseStatus { running: false, url: None })
-    }
-
-    async fn logs(&self, _app_name: &str, _query: &LogQuery) -> Result<Vec<String>, RuntimeError> {
+    async fn logs(&self, _app_name: &str, _query: &LogQuery) -> Result<LogLines, RuntimeError> {
         Err(RuntimeError::Unsupported("logs"))
     }
 
@@ -40,7 +52,7 @@ impl Runtime for NoRuntime {
     }
 }
 
-/// In-memory runtime for tests: releases "run" instantly at a fake URL, unless the digest was
+/// In-memory runtime for tests: releases "run" at once at a fake URL, unless the digest was
 /// marked to fail. Its logs are what tests write with [`FakeRuntime::log`]; an app nobody logged
 /// for shows one placeholder line.
 #[derive(Debug)]
@@ -82,7 +94,7 @@ impl FakeRuntime {
         self.book.push(app_name, line);
     }
 
-    /// Deployment ids that were applied and stopped, in order.
+    /// Deployment ids that were started and stopped, in order.
     pub fn history(&self) -> (Vec<String>, Vec<String>) {
         self.state.lock().map(|s| (s.applied.clone(), s.stopped.clone())).unwrap_or_default()
     }
@@ -93,38 +105,56 @@ impl Runtime for FakeRuntime {
         "fake"
     }
 
-    async fn apply(&self, release: &ReleaseSpec) -> Result<Option<String>, RuntimeError> {
-        let mut state = self.state.lock().map_err(|_| RuntimeError::Failed("fake runtime poisoned".into()))?;
+    async fn start(&self, release: &ReleaseSpec) -> Result<(), RuntimeError> {
+        let mut state = self.state.lock().map_err(|_| RuntimeError::failed("fake runtime poisoned"))?;
         state.applied.push(release.deployment_id.clone());
-        if state.failing_digests.contains(&release.digest) {
-            return Err(RuntimeError::Failed(format!("release {} exited at start", release.deployment_id)));
-        }
-        let url = format!("http://fake.invalid/{}", release.deployment_id);
-        state.running.insert(release.deployment_id.clone(), url.clone());
-        Ok(Some(url))
-    }
-
-    async fn stop(&self, deployment_id: &str) -> Result<(), RuntimeError> {
-        if let Ok(mut state) = self.state.lock() {
-            state.running.remove(deployment_id);
-            state.stopped.push(deployment_id.to_owned());
+        if !state.failing_digests.contains(&release.digest) {
+            let url = format!("http://fake.invalid/{}", release.deployment_id);
+            state.running.insert(release.deployment_id.clone(), url);
         }
         Ok(())
     }
 
-    async fn status(&self, deployment_id: &str) -> Result<ReleaseStatus, RuntimeError> {
-        let url = self.state.lock().ok().and_then(|s| s.running.get(deployment_id).cloned());
-        Ok(ReleaseStatus { running: url.is_some(), url })
+    async fn watch(&self, release: &ReleaseSpec) -> Result<Rollout, RuntimeError> {
+        let url = self.state.lock().ok().and_then(|s| s.running.get(&release.deployment_id).cloned());
+        let end = match url {
+            Some(url) => RolloutProgress::Ready { url: Some(url) },
+            None => RolloutProgress::Failed { reason: format!("release {} exited at start", release.deployment_id) },
+        };
+        Ok(futures_util::stream::iter([RolloutProgress::Step("starting".to_owned()), end]).boxed())
     }
 
-    async fn logs(&self, app_name: &str, query: &LogQuery) -> Result<Vec<String>, RuntimeError> {
-        if !self.book.has_lines(app_name) {
-            return Ok(vec![format!("{app_name}: fake runtime log line")].into_iter().take(query.tail).collect());
+    async fn check(&self, release: &ReleaseSpec) -> Result<Health, RuntimeError> {
+        let url = self.state.lock().ok().and_then(|s| s.running.get(&release.deployment_id).cloned());
+        Ok(match url {
+            Some(url) => Health::Serving { url: Some(url) },
+            None => Health::Gone { reason: "the fake runtime does not run it".to_owned() },
+        })
+    }
+
+    async fn stop(&self, release: &ReleaseSpec, _fallback: Option<&ReleaseSpec>) -> Result<(), RuntimeError> {
+        if let Ok(mut state) = self.state.lock() {
+            state.running.remove(&release.deployment_id);
+            state.stopped.push(release.deployment_id.clone());
         }
-        Ok(self.book.query(app_name, query))
+        Ok(())
+    }
+
+    async fn logs(&self, app_name: &str, query: &LogQuery) -> Result<LogLines, RuntimeError> {
+        if !self.book.has_lines(app_name) {
+            let placeholder = LogLine {
+                at_ms: 0,
+                deployment_id: String::new(),
+                stream: LogStream::Stdout,
+                text: format!("{app_name}: fake runtime log line"),
+            };
+            let lines: Vec<_> = std::iter::once(Ok(placeholder)).take(query.tail).collect();
+            return Ok(futures_util::stream::iter(lines).boxed());
+        }
+        Ok(futures_util::stream::iter(self.book.lines(app_name, query).into_iter().map(Ok)).boxed())
     }
 
     async fn follow(&self, app_name: &str, query: &LogQuery) -> Result<LogLines, RuntimeError> {
-        Ok(self.book.follow(app_name, query))
+        Ok(self.book.follow(app_name, query).map(Ok).boxed())
     }
 }

@@ -243,5 +243,6 @@ pub fn event_json(event: &DeployEvent) -> Value {
         DeployEvent::UploadSkipped => json!({ "type": "upload_skipped" }),
         DeployEvent::DeploymentCreated { id } => json!({ "type": "deployment_created", "id": id }),
         DeployEvent::Status(status) => json!({ "type": "status", "status": status }),
+        DeployEvent::Progress(step) => json!({ "type": "progress", "step": step }),
     }
 }

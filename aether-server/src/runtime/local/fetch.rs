@@ -20,17 +20,17 @@ pub(super) async fn prepare<B: ArtifactStore>(
     release: &ReleaseSpec,
     dest: &Path,
 ) -> Result<(), RuntimeError> {
-    check_signature(release).map_err(RuntimeError::Failed)?;
+    check_signature(release).map_err(RuntimeError::failed)?;
     let reader = blobs
         .open(&release.storage_key)
         .await
-        .map_err(|e| RuntimeError::Failed(format!("cannot fetch artifact {}: {e}", release.digest)))?;
+        .map_err(|e| RuntimeError::failed(format!("cannot fetch artifact {}: {e}", release.digest)))?;
     let bridge = SyncIoBridge::new(reader);
     let (release, dest) = (release.clone(), dest.to_path_buf());
     tokio::task::spawn_blocking(move || unpack_verified(bridge, &release, &dest))
         .await
-        .map_err(|e| RuntimeError::Failed(format!("preparing the release failed: {e}")))?
-        .map_err(RuntimeError::Failed)
+        .map_err(|e| RuntimeError::failed(format!("preparing the release failed: {e}")))?
+        .map_err(RuntimeError::failed)
 }
 
 /// Only signatures the control plane verified are passed in; checking them again here means a

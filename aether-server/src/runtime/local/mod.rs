@@ -15,7 +15,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use crate::ports::{ArtifactStore, LogLines, LogQuery, ReleaseSpec, ReleaseStatus, Runtime, RuntimeError};
+use futures_util::StreamExt as _;
+use tokio::sync::mpsc;
+
+use crate::ports::{
+    ArtifactStore, Health, LogLines, LogQuery, ReleaseSpec, Rollout, RolloutProgress, Runtime, RuntimeError,
+};
 use crate::runtime::logs::LogBook;
 use process::{Launch, NotListening, ReleaseProcess};
 
@@ -80,16 +85,37 @@ impl Releases {
     }
 }
 
+/// Reports of a rollout started by [`Runtime::start`], until [`Runtime::watch`] takes them.
+type Reports = mpsc::UnboundedReceiver<RolloutProgress>;
+
 #[derive(Debug)]
 pub struct LocalRuntime<B> {
     blobs: Arc<B>,
     config: LocalRuntimeConfig,
     book: Arc<LogBook>,
     releases: Arc<Mutex<Releases>>,
+    rollouts: Arc<Mutex<HashMap<String, Reports>>>,
+}
+
+// A handle: clones share every release, so a rollout can run on its own task.
+impl<B> Clone for LocalRuntime<B> {
+    fn clone(&self) -> Self {
+        Self {
+            blobs: Arc::clone(&self.blobs),
+            config: self.config.clone(),
+            book: Arc::clone(&self.book),
+            releases: Arc::clone(&self.releases),
+            rollouts: Arc::clone(&self.rollouts),
+        }
+    }
 }
 
 fn lock(releases: &Mutex<Releases>) -> MutexGuard<'_, Releases> {
     releases.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn lock_rollouts(rollouts: &Mutex<HashMap<String, Reports>>) -> MutexGuard<'_, HashMap<String, Reports>> {
+    rollouts.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Removes a deployment from `starting` however `apply` ends, including when it is dropped.
@@ -106,7 +132,7 @@ impl Drop for StartingGuard<'_> {
 
 impl<B: ArtifactStore> LocalRuntime<B> {
     /// Release directories left by an earlier run are removed: nothing of this runtime runs yet,
-    /// and whatever should run again is fetched anew by [`crate::deployer::restore_running`].
+    /// and whatever should run again is fetched anew by [`crate::deployer::reconcile`].
     pub fn new(blobs: Arc<B>, config: LocalRuntimeConfig) -> std::io::Result<Self> {
         match std::fs::remove_dir_all(&config.releases_dir) {
             Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
@@ -114,13 +140,13 @@ impl<B: ArtifactStore> LocalRuntime<B> {
         }
         std::fs::create_dir_all(&config.releases_dir)?;
         let book = Arc::new(LogBook::new(config.log_lines_per_app));
-        Ok(Self { blobs, config, book, releases: Arc::default() })
+        Ok(Self { blobs, config, book, releases: Arc::default(), rollouts: Arc::default() })
     }
 
     fn release_dir(&self, release: &ReleaseSpec) -> Result<PathBuf, RuntimeError> {
         let plain = |s: &str| !s.is_empty() && s != "." && s != ".." && !s.contains(['/', '\0']);
         if !plain(&release.app_name) || !plain(&release.deployment_id) {
-            return Err(RuntimeError::Failed(format!(
+            return Err(RuntimeError::failed(format!(
                 "invalid release {:?} of app {:?}",
                 release.deployment_id, release.app_name
             )));
@@ -132,13 +158,13 @@ impl<B: ArtifactStore> LocalRuntime<B> {
     fn begin(&self, deployment_id: &str) -> Result<Option<String>, RuntimeError> {
         let mut releases = lock(&self.releases);
         if releases.closed {
-            return Err(RuntimeError::Failed("the runtime is shutting down".into()));
+            return Err(RuntimeError::failed("the runtime is shutting down"));
         }
         if let Some(running) = releases.running.get(deployment_id).filter(|r| r.process.exited().is_none()) {
             return Ok(Some(running.url()));
         }
         if releases.starting.contains_key(deployment_id) {
-            return Err(RuntimeError::Failed(format!("release {deployment_id} is already starting")));
+            return Err(RuntimeError::failed(format!("release {deployment_id} is already starting")));
         }
         releases.starting.insert(deployment_id.to_owned(), Starting::default());
         Ok(None)
@@ -160,7 +186,7 @@ impl<B: ArtifactStore> LocalRuntime<B> {
             None => (0..16)
                 .filter_map(|_| bindable(0).ok().map(|a| a.port()))
                 .find(|p| !taken.contains(p))
-                .ok_or_else(|| RuntimeError::Failed("no free port on 127.0.0.1".into()))?,
+                .ok_or_else(|| RuntimeError::failed("no free port on 127.0.0.1"))?,
         };
         if let Some(starting) = releases.starting.get_mut(deployment_id) {
             starting.port = Some(port);
@@ -169,7 +195,13 @@ impl<B: ArtifactStore> LocalRuntime<B> {
     }
 
     /// Starts the unpacked release and waits until it listens; on failure nothing is left running.
-    async fn launch(&self, release: &ReleaseSpec, dir: &Path, port: u16) -> Result<ReleaseProcess, RuntimeError> {
+    async fn launch(
+        &self,
+        release: &ReleaseSpec,
+        dir: &Path,
+        port: u16,
+        report: &(dyn Fn(&str) + Sync),
+    ) -> Result<ReleaseProcess, RuntimeError> {
         let launch = Launch {
             app_name: release.app_name.clone(),
             deployment_id: release.deployment_id.clone(),
@@ -177,8 +209,10 @@ impl<B: ArtifactStore> LocalRuntime<B> {
             env: release.env.clone(),
             book: Arc::clone(&self.book),
         };
+        report("starting");
         let mut process = process::spawn(dir, &launch)
-            .map_err(|e| RuntimeError::Failed(format!("cannot run npm start: {e} (is npm on the server's PATH?)")))?;
+            .map_err(|e| RuntimeError::failed(format!("cannot run npm start: {e} (is npm on the server's PATH?)")))?;
+        report("waiting for readiness");
         let outcome = process.wait_listening(port, self.config.health_timeout).await;
         let Err(failure) = outcome else { return Ok(process) };
         process.terminate(Duration::ZERO).await;
@@ -194,7 +228,7 @@ impl<B: ArtifactStore> LocalRuntime<B> {
                 seconds(self.config.health_timeout)
             ),
         };
-        Err(RuntimeError::Failed(reason))
+        Err(RuntimeError::failed(reason))
     }
 
     /// Warns when a serving release exits without being asked to.
@@ -227,28 +261,27 @@ fn seconds(duration: Duration) -> String {
     }
 }
 
-impl<B: ArtifactStore> Runtime for LocalRuntime<B> {
-    fn name(&self) -> &'static str {
-        "local"
-    }
-
-    async fn apply(&self, release: &ReleaseSpec) -> Result<Option<String>, RuntimeError> {
+impl<B: ArtifactStore> LocalRuntime<B> {
+    /// Fetches, verifies, unpacks and starts the release, reporting each step; returns its URL
+    /// once it listens.
+    async fn roll_out(&self, release: &ReleaseSpec, report: &(dyn Fn(&str) + Sync)) -> Result<String, RuntimeError> {
         let dir = self.release_dir(release)?;
         if let Some(url) = self.begin(&release.deployment_id)? {
-            return Ok(Some(url));
+            return Ok(url);
         }
         let _guard = StartingGuard { releases: &self.releases, deployment_id: &release.deployment_id };
         let stale = lock(&self.releases).running.remove(&release.deployment_id);
         if let Some(stale) = stale {
             self.retire(stale).await;
         }
+        report("pulling artifact");
         fetch::prepare(self.blobs.as_ref(), release, &dir).await?;
         let started = async {
             let port = self.reserve_port(&release.deployment_id, release.port)?;
             if self.cancelled(&release.deployment_id) {
-                return Err(RuntimeError::Failed("release was stopped while it started".into()));
+                return Err(RuntimeError::failed("release was stopped while it started"));
             }
-            self.launch(release, &dir, port).await.map(|process| (port, process))
+            self.launch(release, &dir, port, report).await.map(|process| (port, process))
         };
         let (port, process) = match started.await {
             Ok(started) => started,
@@ -271,13 +304,14 @@ impl<B: ArtifactStore> Runtime for LocalRuntime<B> {
         };
         if let Some(refused) = refused {
             self.retire(refused).await;
-            return Err(RuntimeError::Failed("release was stopped while it started".into()));
+            return Err(RuntimeError::failed("release was stopped while it started"));
         }
         tracing::info!(app = %release.app_name, deployment = %release.deployment_id, %url, "release is serving");
-        Ok(Some(url))
+        Ok(url)
     }
 
-    async fn stop(&self, deployment_id: &str) -> Result<(), RuntimeError> {
+    /// Stops a release by id (idempotent), or cancels it while it starts.
+    async fn stop_release(&self, deployment_id: &str) {
         let release = {
             let mut releases = lock(&self.releases);
             if let Some(starting) = releases.starting.get_mut(deployment_id) {
@@ -289,21 +323,76 @@ impl<B: ArtifactStore> Runtime for LocalRuntime<B> {
             tracing::info!(app = %release.app_name, deployment = %deployment_id, "stopping release");
             self.retire(release).await;
         }
+    }
+
+    fn serving_url(&self, deployment_id: &str) -> Option<String> {
+        let releases = lock(&self.releases);
+        releases.running.get(deployment_id).filter(|r| r.process.exited().is_none()).map(Release::url)
+    }
+}
+
+impl<B: ArtifactStore> Runtime for LocalRuntime<B> {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    /// The rollout runs on its own task; its reports wait for [`Runtime::watch`].
+    async fn start(&self, release: &ReleaseSpec) -> Result<(), RuntimeError> {
+        let (sender, reports) = mpsc::unbounded_channel();
+        lock_rollouts(&self.rollouts).insert(release.deployment_id.clone(), reports);
+        let (runtime, release) = (self.clone(), release.clone());
+        tokio::spawn(async move {
+            let report = |step: &str| {
+                let _ = sender.send(RolloutProgress::Step(step.to_owned()));
+            };
+            let end = match runtime.roll_out(&release, &report).await {
+                Ok(url) => RolloutProgress::Ready { url: Some(url) },
+                Err(error) => RolloutProgress::Failed { reason: error.to_string() },
+            };
+            let _ = sender.send(end);
+        });
         Ok(())
     }
 
-    async fn status(&self, deployment_id: &str) -> Result<ReleaseStatus, RuntimeError> {
-        let releases = lock(&self.releases);
-        let url = releases.running.get(deployment_id).filter(|r| r.process.exited().is_none()).map(Release::url);
-        Ok(ReleaseStatus { running: url.is_some(), url })
+    async fn watch(&self, release: &ReleaseSpec) -> Result<Rollout, RuntimeError> {
+        if let Some(reports) = lock_rollouts(&self.rollouts).remove(&release.deployment_id) {
+            let stream = futures_util::stream::unfold(reports, |mut reports| async move {
+                reports.recv().await.map(|report| (report, reports))
+            });
+            return Ok(stream.boxed());
+        }
+        // Nothing started here is rolling out: either it already serves, or it never ran on
+        // this server (whose releases end with it).
+        let end = match self.serving_url(&release.deployment_id) {
+            Some(url) => RolloutProgress::Ready { url: Some(url) },
+            None => RolloutProgress::Failed {
+                reason: format!("release {} is not rolling out on this server", release.deployment_id),
+            },
+        };
+        Ok(futures_util::stream::iter([end]).boxed())
     }
 
-    async fn logs(&self, app_name: &str, query: &LogQuery) -> Result<Vec<String>, RuntimeError> {
-        Ok(self.book.query(app_name, query))
+    /// Local releases end with the server: a release recorded as running is started again, on
+    /// the port of its recorded URL when that port is free.
+    async fn check(&self, release: &ReleaseSpec) -> Result<Health, RuntimeError> {
+        match self.roll_out(release, &|_| {}).await {
+            Ok(url) => Ok(Health::Serving { url: Some(url) }),
+            Err(error) => Ok(Health::Gone { reason: format!("could not be restored after a restart: {error}") }),
+        }
+    }
+
+    async fn stop(&self, release: &ReleaseSpec, _fallback: Option<&ReleaseSpec>) -> Result<(), RuntimeError> {
+        // The app's previous release is a process of its own, still serving: nothing to restore.
+        self.stop_release(&release.deployment_id).await;
+        Ok(())
+    }
+
+    async fn logs(&self, app_name: &str, query: &LogQuery) -> Result<LogLines, RuntimeError> {
+        Ok(futures_util::stream::iter(self.book.lines(app_name, query).into_iter().map(Ok)).boxed())
     }
 
     async fn follow(&self, app_name: &str, query: &LogQuery) -> Result<LogLines, RuntimeError> {
-        Ok(self.book.follow(app_name, query))
+        Ok(self.book.follow(app_name, query).map(Ok).boxed())
     }
 
     /// Refuses new releases, cancels those starting, and stops every running one concurrently.
