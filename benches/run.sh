@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Usage: benches/run.sh [pack|stream|all] [extra flags for the benchmarks' `run`, e.g. --runs 10]
+# Usage: benches/run.sh [pack|stream|stream-s3|all] [extra flags for the benchmarks' `run`, e.g. --runs 10]
 #
 # Runs the packing benchmark, the upload (stream) benchmark, or both (the default), each
 # followed by its comparison with the committed baseline in benches/baselines/. Extra flags go
@@ -10,6 +10,10 @@
 #         writes target/bench/pack.json and compares it with baselines/pack.json.
 # stream: builds `aether-server` and `stream-bench`, uploads to a fresh local server, writes
 #         target/bench/stream.json and compares it with baselines/stream.json.
+# stream-s3: the same with the server storing artifacts on a real S3-compatible server
+#         (s3s-fs, started on 127.0.0.1; installed like the tests do), so both uploads go to S3;
+#         writes target/bench/stream-s3.json, compared with baselines/stream-s3.json. Not part
+#         of `all`.
 #
 # Every selected benchmark and comparison runs even when an earlier one failed; the exit
 # status is non-zero when any of them failed.
@@ -21,7 +25,7 @@ export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 
 which="all"
 case "${1:-}" in
-    pack | stream | all) which="$1"; shift ;;
+    pack | stream | stream-s3 | all) which="$1"; shift ;;
 esac
 
 # Compares RESULTS with BASELINE; a missing baseline fails, with how to create one.
@@ -68,6 +72,20 @@ run_stream() {
     compare target/bench/stream.json benches/baselines/stream.json
 }
 
+run_stream-s3() {
+    cargo build --release -p aether-server -p aether-benches
+    PATH="$(scripts/lib/install_s3s_fs.sh):$PATH"
+
+    mkdir -p target/bench
+    target/release/stream-bench run \
+        --server-bin target/release/aether-server \
+        --out target/bench/stream-s3.json \
+        --storage s3 \
+        "$@"
+
+    compare target/bench/stream-s3.json benches/baselines/stream-s3.json
+}
+
 # Each benchmark runs in a subshell with `set -e`, so any failing step stops that benchmark; the
 # subshell must not be part of a `||` list, which would silently switch `set -e` off inside it.
 status=0
@@ -86,6 +104,11 @@ run_one() {
         echo "$name benchmark: FAILED (exit $rc)" >&2
     fi
 }
+if [ "$which" = stream-s3 ]; then
+    echo "== upload (stream) benchmark, artifacts on S3"
+    run_one stream-s3 "$@"
+    exit "$status"
+fi
 if [ "$which" != stream ]; then
     echo "== packing benchmark"
     run_one pack "$@"

@@ -25,8 +25,9 @@ pub struct LocalServer {
 
 impl LocalServer {
     /// Starts `bin` with its data under `data_dir` (which must exist) and only the variables
-    /// given here, so nothing from the caller's environment changes what is measured.
-    pub fn start(bin: &Path, data_dir: &Path, max_artifact_bytes: u64) -> Result<Self> {
+    /// given here (plus `extra_env`), so nothing from the caller's environment changes what is
+    /// measured.
+    pub fn start(bin: &Path, data_dir: &Path, max_artifact_bytes: u64, extra_env: &[(String, String)]) -> Result<Self> {
         let port = free_port()?;
         let url = format!("http://127.0.0.1:{port}");
         let token = format!("bench-{:x}-{}", std::process::id(), nanos());
@@ -40,6 +41,7 @@ impl LocalServer {
             .env("AETHER_DATA_DIR", data_dir.join("data"))
             .env("AETHER_API_TOKENS", format!("{token}:admin"))
             .env("AETHER_MAX_ARTIFACT_SIZE_BYTES", max_artifact_bytes.to_string())
+            .envs(extra_env.iter().map(|(name, value)| (name, value)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr);

@@ -53,8 +53,18 @@ struct RunArgs {
     /// end); on the disk a server would use, not tmpfs. Defaults to beside --out.
     #[arg(long)]
     scratch: Option<PathBuf>,
+    /// Where the server keeps artifacts: `local` (its data directory) or `s3` (a real
+    /// S3-compatible server, s3s-fs, started for the run on 127.0.0.1; uploads then go to it).
+    #[arg(long, value_enum, default_value_t = Storage::Local)]
+    storage: Storage,
     #[command(flatten)]
     tuning: Tuning,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Storage {
+    Local,
+    S3,
 }
 
 fn main() -> Result<()> {
@@ -93,8 +103,19 @@ fn measure_all(args: &RunArgs, scratch: &Path) -> Result<Vec<SizeSamples>> {
     let largest = args.sizes_mib.iter().max().copied().unwrap_or(0) * MIB;
     let data_dir = scratch.join("server");
     std::fs::create_dir_all(&data_dir)?;
-    let mut server = LocalServer::start(&args.server_bin, &data_dir, largest.saturating_mul(2))?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    // Kept alive until the measurements end; its data lives in its own temporary directory.
+    let s3 = match args.storage {
+        Storage::Local => None,
+        Storage::S3 => {
+            let s3 = aether_server::testing::s3::TestS3::start().context("cannot start s3s-fs")?;
+            runtime.block_on(s3.bucket("artifacts"));
+            eprintln!("s3s-fs at {}", s3.endpoint);
+            Some(s3)
+        }
+    };
+    let env = s3.as_ref().map(|s3| s3.env("artifacts")).unwrap_or_default();
+    let mut server = LocalServer::start(&args.server_bin, &data_dir, largest.saturating_mul(2), &env)?;
     let client = server.client()?;
     let app = AppName::parse(APP)?;
     runtime.block_on(async {
@@ -124,6 +145,7 @@ fn measure_all(args: &RunArgs, scratch: &Path) -> Result<Vec<SizeSamples>> {
         measured.push(samples.with_context(|| format!("at {size_mib} MiB; server log:\n{}", server.log_tail()))?);
     }
     drop(server);
+    drop(s3);
     Ok(measured)
 }
 

@@ -10,6 +10,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use aether_server::testing::postgres::TestPostgres;
+use aether_server::testing::s3::TestS3;
 use serde_json::Value;
 
 const TOKEN: &str = "e2e-admin-token";
@@ -38,6 +39,11 @@ struct Server {
 
 impl Server {
     fn start(dir: &Path, database_url: Option<String>) -> Self {
+        let env: Vec<(String, String)> = database_url.map(|url| ("DATABASE_URL".to_owned(), url)).into_iter().collect();
+        Self::start_with(dir, &env)
+    }
+
+    fn start_with(dir: &Path, env: &[(String, String)]) -> Self {
         let port = free_port();
         let log = dir.join("server.log");
         let mut command = Command::new(server_bin());
@@ -52,9 +58,7 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(dir.join("server.out")).unwrap())
             .stderr(std::fs::File::create(&log).unwrap());
-        if let Some(url) = database_url {
-            command.env("DATABASE_URL", url);
-        }
+        command.envs(env.iter().map(|(name, value)| (name, value)));
         let child = command.spawn().unwrap();
         let server = Self { child, url: format!("http://127.0.0.1:{port}"), log };
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -355,4 +359,51 @@ fn smoke_script_reports_each_phase() {
     assert_eq!(dry["dry_run"], true);
     assert!(dry["phases_ms"]["upload"].is_null() && dry["phases_ms"]["rollout"].is_null(), "{dry}");
     assert!(dry["phases_ms"]["pack"]["p50"].is_u64(), "{dry}");
+}
+
+/// The same user journey with artifacts on a real S3-compatible server: a single presigned PUT,
+/// then a multipart upload (small parts forced), each released and answering; a rollback
+/// fetches the earlier artifact back from the bucket. Nothing is left staged.
+#[test]
+fn deploy_single_and_multipart_through_s3() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let s3 = TestS3::start().expect("the S3 server for this test");
+    runtime.block_on(s3.bucket("artifacts"));
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(dir.path(), &s3.env("artifacts"));
+    let user = User::new(dir.path());
+    let (code, login) = user.json(&["login", "--token", TOKEN, "--api", &server.url]);
+    assert_eq!(code, 0, "{login}");
+
+    let (code, single) = user.json(&["deploy"]);
+    assert_eq!(code, 0, "{single}\n{}", server.log());
+    assert_eq!(single["uploaded_bytes"], single["size_bytes"], "{single}");
+    assert_eq!(app_version(single["url"].as_str().unwrap()), "1.0.0");
+
+    // A bigger artifact in 5 MiB parts (S3's smallest): incompressible bytes make it ~12 MiB.
+    let noise: Vec<u8> = (0u32..3 * 1024 * 1024).flat_map(|i| i.wrapping_mul(2_654_435_761).to_le_bytes()).collect();
+    std::fs::write(user.project.join("noise.bin"), noise).unwrap();
+    user.edit("server.js", "'1.0.0'", "'2.0.0'");
+    let multipart = [("AETHER_MULTIPART_THRESHOLD_BYTES", "1"), ("AETHER_MULTIPART_PART_SIZE_BYTES", "5242880")];
+    let (code, parts) = user.json_with(&["deploy"], &multipart);
+    assert_eq!(code, 0, "{parts}\n{}", server.log());
+    assert!(parts["size_bytes"].as_u64().unwrap() > 10 * 1024 * 1024, "{parts}");
+    assert_eq!(parts["uploaded_bytes"], parts["size_bytes"], "{parts}");
+    assert_eq!(app_version(parts["url"].as_str().unwrap()), "2.0.0");
+
+    let (code, rollback) = user.json(&["rollback", "--app", "sample-node"]);
+    assert_eq!(code, 0, "{rollback}\n{}", server.log());
+    assert_eq!(app_version(rollback["url"].as_str().unwrap()), "1.0.0");
+
+    let keys = runtime.block_on(s3.keys("artifacts"));
+    for deployed in [&single, &parts] {
+        let digest = deployed["digest"].as_str().unwrap().trim_start_matches("sha256:");
+        assert!(keys.contains(&format!("artifacts/sha256/{digest}.tar.gz")), "{digest} not in {keys:?}");
+    }
+    let staged: Vec<&String> = keys.iter().filter(|key| key.starts_with("staging/")).collect();
+    let client = runtime.block_on(s3.bucket_client());
+    for key in staged {
+        let head = runtime.block_on(client.head_object().bucket("artifacts").key(key.as_str()).send()).unwrap();
+        assert_eq!(head.content_length(), Some(0), "{key} still holds staged bytes");
+    }
 }

@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod model;
 pub mod openapi;
 pub mod ports;
+pub mod render;
 pub mod routes;
 pub mod runtime;
 pub mod service;

@@ -1,8 +1,7 @@
 //! `aether-server`: the control plane binary. `aether-server` serves, `aether-server migrate`
 //! applies the database migrations and exits.
 
-use std::marker::PhantomData;
-use std::net::SocketAddr;
+use aether_server::ports::Runtime as _;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -10,34 +9,42 @@ use aether_server::artifacts::AnyArtifactStore;
 use aether_server::artifacts::local::LocalArtifactStore;
 use aether_server::artifacts::s3::S3ArtifactStore;
 use aether_server::config::{RuntimeKind, ServerConfig, StorageConfig};
-use aether_server::ports::Runtime;
-use aether_server::runtime::NoRuntime;
+use aether_server::runtime::kubernetes::KubernetesRuntime;
 use aether_server::runtime::local::{LocalRuntime, LocalRuntimeConfig};
+use aether_server::runtime::{AnyRuntime, NoRuntime};
 use aether_server::state::{AppState, Ports, now_ms};
 use aether_server::store::SqlStore;
 use anyhow::Context as _;
 
 /// SQLite or PostgreSQL metadata, the artifact store `AETHER_STORAGE_MODE` names, and the
-/// runtime `AETHER_RUNTIME` names (local processes unless it says `none`).
-struct Embedded<R>(PhantomData<fn() -> R>);
+/// runtime `AETHER_RUNTIME` names.
+struct Server;
 
-impl<R: Runtime> Ports for Embedded<R> {
+impl Ports for Server {
     type Store = SqlStore;
     type Blobs = AnyArtifactStore;
-    type Runtime = R;
+    type Runtime = AnyRuntime<AnyArtifactStore>;
 }
 
-type Local = LocalRuntime<AnyArtifactStore>;
+const USAGE: &str = "usage: aether-server [migrate | render-k8s ...]
 
-const USAGE: &str =
-    "usage: aether-server [migrate]\n\nConfiguration comes from AETHER_* variables and DATABASE_URL; see the README.";
+  (no command)  serve the control plane
+  migrate       apply the database migrations and exit
+  render-k8s    print the Kubernetes objects of a release (render-k8s --help)
+
+Configuration comes from AETHER_* variables and DATABASE_URL; see the README.";
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).init();
+    // kube's and the S3 client's TLS run on rustls: one crypto provider for the process.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let command = std::env::args().nth(1);
     if matches!(command.as_deref(), Some("-h" | "--help" | "help")) {
         println!("{USAGE}");
         return ExitCode::SUCCESS;
+    }
+    if command.as_deref() == Some("render-k8s") {
+        return render_k8s(&std::env::args().skip(2).collect::<Vec<_>>());
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -55,8 +62,37 @@ fn main() -> ExitCode {
     }
 }
 
+/// Needs no database, cluster or async runtime: only the arguments and the `AETHER_*` settings.
+fn render_k8s(args: &[String]) -> ExitCode {
+    use aether_server::render;
+    if args.iter().any(|a| matches!(a.as_str(), "-h" | "--help")) {
+        println!("{}", render::USAGE);
+        return ExitCode::SUCCESS;
+    }
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let rendered = render::parse_args(args).and_then(|request| {
+        let timeout = ServerConfig::from_env(env)?.rollout_timeout;
+        let settings = aether_server::config::kubernetes_settings(&env, timeout)?;
+        render::render(&request, &settings)
+    });
+    match rendered {
+        Ok(yaml) => {
+            print!("{yaml}");
+            ExitCode::SUCCESS
+        }
+        Err(error @ render::RenderError::Usage(_)) => {
+            eprintln!("error: {error}");
+            ExitCode::from(2)
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 async fn run(command: Option<&str>) -> anyhow::Result<()> {
-    let config = ServerConfig::from_env(|name| std::env::var(name).ok())?;
+    let mut config = ServerConfig::from_env(|name| std::env::var(name).ok())?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
     let store = match &config.database_url {
@@ -72,6 +108,16 @@ async fn run(command: Option<&str>) -> anyhow::Result<()> {
         Some(other) => anyhow::bail!("unknown command {other:?}\n{USAGE}"),
         None => {}
     }
+    // Bound first: with `AETHER_LISTEN=...:0` the port is known only now, and presigned URLs of
+    // the local store need it unless `AETHER_PUBLIC_URL` says otherwise.
+    let listener =
+        std::net::TcpListener::bind(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
+    listener.set_nonblocking(true)?;
+    let bound = listener.local_addr()?;
+    if std::env::var_os("AETHER_PUBLIC_URL").is_none() {
+        let scheme = if config.tls.is_some() { "https" } else { "http" };
+        config.public_url = format!("{scheme}://{bound}");
+    }
     let blobs: Arc<AnyArtifactStore> = Arc::new(match &config.storage {
         StorageConfig::Local => {
             let secret = load_or_create_secret(&config.data_dir.join("presign.key"))?;
@@ -79,22 +125,27 @@ async fn run(command: Option<&str>) -> anyhow::Result<()> {
         }
         StorageConfig::S3(settings) => S3ArtifactStore::connect(settings.clone()).await.into(),
     });
-    let local = match config.runtime {
+    let runtime = match &config.runtime {
         RuntimeKind::Local => {
             let runtime_config = LocalRuntimeConfig::new(&config.data_dir, config.health_timeout);
             let releases = runtime_config.releases_dir.display().to_string();
-            Some(
-                LocalRuntime::new(Arc::clone(&blobs), runtime_config)
-                    .with_context(|| format!("cannot prepare {releases}"))?,
-            )
+            let local = LocalRuntime::new(Arc::clone(&blobs), runtime_config)
+                .with_context(|| format!("cannot prepare {releases}"))?;
+            AnyRuntime::Local(local)
         }
-        RuntimeKind::None => None,
+        RuntimeKind::Kubernetes(settings) => {
+            // Fetchers must be able to download for as long as a rollout may take.
+            let url_lifetime = config.presign_ttl.max(config.rollout_timeout + std::time::Duration::from_secs(60));
+            let kubernetes =
+                KubernetesRuntime::connect(Arc::clone(&blobs), settings.clone(), url_lifetime).await.context(
+                    "cannot connect to Kubernetes (KUBECONFIG, ~/.kube/config or the in-cluster service account)",
+                )?;
+            AnyRuntime::Kubernetes(kubernetes)
+        }
+        RuntimeKind::None => AnyRuntime::None(NoRuntime),
     };
-    // Everything that can still fail (TLS files, the port) is done before the one-time admin
-    // token is minted, so a failed start never uses it up.
-    let listen: SocketAddr = config.listen;
-    let listener = std::net::TcpListener::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
-    listener.set_nonblocking(true)?;
+    // Everything that can still fail (TLS files) is done before the one-time admin token is
+    // minted, so a failed start never uses it up.
     let tls = match &config.tls {
         Some((cert, key)) => {
             Some(axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await.with_context(|| {
@@ -112,13 +163,10 @@ async fn run(command: Option<&str>) -> anyhow::Result<()> {
         // Shown once: only its hash is stored.
         println!("Generated an admin token (shown only now; store it safely):\n  {token}");
     }
-    match local {
-        Some(runtime) => serve(AppState::<Embedded<Local>>::new(store, blobs, runtime, config), listener, tls).await,
-        None => serve(AppState::<Embedded<NoRuntime>>::new(store, blobs, NoRuntime, config), listener, tls).await,
-    }
+    serve(AppState::<Server>::new(store, blobs, runtime, config), listener, tls).await
 }
 
-/// Serves until SIGINT/SIGTERM, restoring the releases recorded as running meanwhile; then lets
+/// Serves until SIGINT/SIGTERM, reconciling the deployments recorded earlier meanwhile; then lets
 /// in-flight requests finish and stops every release.
 async fn serve<P: Ports<Store = SqlStore, Blobs = AnyArtifactStore>>(
     state: AppState<P>,
@@ -130,8 +178,8 @@ async fn serve<P: Ports<Store = SqlStore, Blobs = AnyArtifactStore>>(
     let restoring = tokio::spawn({
         let state = state.clone();
         async move {
-            if let Err(error) = aether_server::deployer::restore_running(&state).await {
-                tracing::error!(code = error.code, message = %error.message, "cannot list the releases to restore");
+            if let Err(error) = aether_server::deployer::reconcile(&state).await {
+                tracing::error!(code = error.code, message = %error.message, "cannot list the deployments to reconcile");
             }
         }
     });

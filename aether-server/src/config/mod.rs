@@ -4,8 +4,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod runtime;
 mod storage;
 
+pub use runtime::{RuntimeKind, kubernetes as kubernetes_settings};
 pub use storage::StorageConfig;
 
 /// Every setting the server reads; see the README's table for the variables.
@@ -39,15 +41,8 @@ pub struct ServerConfig {
     pub runtime: RuntimeKind,
     /// How long a release may take to accept connections (`AETHER_HEALTH_TIMEOUT_MS`).
     pub health_timeout: Duration,
-}
-
-/// The runtimes the binary can be started with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RuntimeKind {
-    /// Releases run as processes on this machine (the default).
-    Local,
-    /// Nothing runs; deployments fail with a clear reason.
-    None,
+    /// How long a rollout may take before it counts as failed (`AETHER_ROLLOUT_TIMEOUT_SECS`).
+    pub rollout_timeout: Duration,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -124,6 +119,7 @@ impl ServerConfig {
                 ),
             });
         }
+        let rollout_timeout = Duration::from_secs(number("AETHER_ROLLOUT_TIMEOUT_SECS")?.unwrap_or(300).max(1));
         Ok(Self {
             listen,
             public_url: get("AETHER_PUBLIC_URL")
@@ -146,19 +142,10 @@ impl ServerConfig {
             max_json_body_bytes: 1024 * 1024,
             tls,
             storage: storage::parse(&get)?,
-            runtime: parse_runtime(get("AETHER_RUNTIME"))?,
+            runtime: runtime::parse(&get, rollout_timeout)?,
             health_timeout: Duration::from_millis(number("AETHER_HEALTH_TIMEOUT_MS")?.unwrap_or(30_000).max(1)),
+            rollout_timeout,
         })
-    }
-}
-
-fn parse_runtime(value: Option<String>) -> Result<RuntimeKind, ConfigError> {
-    match value.as_deref().map(str::trim) {
-        None | Some("local") => Ok(RuntimeKind::Local),
-        Some("none") => Ok(RuntimeKind::None),
-        Some(other) => {
-            Err(ConfigError { variable: "AETHER_RUNTIME", message: format!("unknown runtime {other:?} (local, none)") })
-        }
     }
 }
 
@@ -279,6 +266,29 @@ mod tests {
     fn runtime_and_health_timeout_are_configurable() {
         let c = config(&[("AETHER_RUNTIME", "none"), ("AETHER_HEALTH_TIMEOUT_MS", "1500")]).unwrap();
         assert_eq!((c.runtime, c.health_timeout), (RuntimeKind::None, Duration::from_millis(1500)));
+        let k = config(&[
+            ("AETHER_RUNTIME", "kubernetes"),
+            ("AETHER_K8S_STRATEGY", "replace"),
+            ("AETHER_K8S_REPLICAS", "3"),
+            ("AETHER_ROLLOUT_TIMEOUT_SECS", "120"),
+        ])
+        .unwrap();
+        let RuntimeKind::Kubernetes(settings) = k.runtime else { panic!("not kubernetes") };
+        assert_eq!((settings.namespace.as_str(), settings.replicas), ("aether", 3));
+        assert_eq!(
+            (settings.strategy, settings.progress_deadline_secs),
+            (crate::runtime::kubernetes::Strategy::Replace, 120)
+        );
+        assert_eq!(settings.url("web"), "http://web.aether.svc.cluster.local:8080");
+        for (name, value) in [
+            ("AETHER_K8S_STRATEGY", "blue-green"),
+            ("AETHER_K8S_REPLICAS", "0"),
+            ("AETHER_DEFAULT_NAMESPACE", "Not_A_Namespace"),
+            ("AETHER_K8S_URL_TEMPLATE", "http://static"),
+        ] {
+            let error = config(&[("AETHER_RUNTIME", "kubernetes"), (name, value)]).unwrap_err();
+            assert_eq!(error.variable, name, "{value}");
+        }
         assert_eq!(config(&[("AETHER_RUNTIME", "local")]).unwrap().runtime, RuntimeKind::Local);
         let error = config(&[("AETHER_RUNTIME", "docker")]).unwrap_err();
         assert_eq!(error.variable, "AETHER_RUNTIME");

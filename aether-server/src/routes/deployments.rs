@@ -79,13 +79,16 @@ struct Launch {
     env: std::collections::BTreeMap<String, String>,
 }
 
-/// Creates a pending deployment with its first event and starts rolling it out.
+/// Creates a pending deployment with its first event and starts rolling it out. With an
+/// idempotency record, a request whose key is taken creates nothing and gets the deployment
+/// the key names (or a conflict when the key was used for another request).
 async fn start<P: Ports>(
     state: &AppState<P>,
     app: &App,
     artifact: &Artifact,
     launch: Launch,
     replacement: Replacement,
+    idempotency: Option<(&str, String)>,
 ) -> ApiResult<Deployment> {
     let Launch { runtime, signature, verified, env } = launch;
     let now = now_ms();
@@ -112,9 +115,30 @@ async fn start<P: Ports>(
         reason: None,
         at_ms: now,
     };
-    state.store.insert_deployment(&row, &first).await?;
+    let record = idempotency.as_ref().map(|(key, hash)| IdempotencyRecord {
+        scope: "deployment".into(),
+        key: (*key).to_owned(),
+        request_hash: hash.clone(),
+        resource_id: row.id.clone(),
+        created_at_ms: now,
+    });
+    if let Some(existing) = state.store.insert_deployment(&row, &first, record.as_ref()).await? {
+        return replay(state, &existing, record.as_ref().map_or("", |r| r.request_hash.as_str())).await;
+    }
     tokio::spawn(deployer::drive(state.clone(), row.clone(), replacement));
     Ok(row)
+}
+
+/// The deployment an idempotency key already names, if the request is the same one.
+async fn replay<P: Ports>(state: &AppState<P>, record: &IdempotencyRecord, hash: &str) -> ApiResult<Deployment> {
+    if record.request_hash != hash {
+        return Err(idempotency_conflict(&record.key));
+    }
+    state
+        .store
+        .get_deployment(&record.resource_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("the deployment of this idempotency key is gone"))
 }
 
 pub async fn create<P: Ports>(
@@ -123,6 +147,12 @@ pub async fn create<P: Ports>(
 ) -> ApiResult<(StatusCode, Json<DeploymentResponse>)> {
     let app = find_app(state.store.as_ref(), request.app_name.as_str()).await?;
     aether_core::api::validate_env(&request.env).map_err(ApiError::bad_request)?;
+    if let Some(asked) = request.runtime.as_deref().filter(|asked| *asked != state.runtime.name()) {
+        return Err(ApiError::bad_request(format!(
+            "runtime {asked:?} is not available: this server runs releases with {:?}",
+            state.runtime.name()
+        )));
+    }
     let digest = request.digest.as_str();
     let artifact = state
         .store
@@ -143,14 +173,7 @@ pub async fn create<P: Ports>(
     if let Some(key) = &request.idempotency_key
         && let Some(record) = state.store.get_idempotency("deployment", key).await?
     {
-        if record.request_hash != hash {
-            return Err(idempotency_conflict(key));
-        }
-        let existing = state
-            .store
-            .get_deployment(&record.resource_id)
-            .await?
-            .ok_or_else(|| ApiError::not_found("deployment gone"))?;
+        let existing = replay(&state, &record, &hash).await?;
         return Ok((StatusCode::CREATED, Json(deployment_response(&existing, None))));
     }
     let verified = check_signature(&state, &app, &artifact, request.signature.as_deref()).await?;
@@ -160,17 +183,8 @@ pub async fn create<P: Ports>(
         verified,
         env: request.env.clone(),
     };
-    let row = start(&state, &app, &artifact, launch, Replacement::Supersede).await?;
-    if let Some(key) = &request.idempotency_key {
-        let record = IdempotencyRecord {
-            scope: "deployment".into(),
-            key: key.clone(),
-            request_hash: hash,
-            resource_id: row.id.clone(),
-            created_at_ms: now_ms(),
-        };
-        state.store.put_idempotency(&record).await?;
-    }
+    let idempotency = request.idempotency_key.as_deref().map(|key| (key, hash));
+    let row = start(&state, &app, &artifact, launch, Replacement::Supersede, idempotency).await?;
     Ok((StatusCode::CREATED, Json(deployment_response(&row, None))))
 }
 
@@ -236,6 +250,6 @@ pub async fn rollback<P: Ports>(
         verified,
         env: target.env.clone(),
     };
-    let row = start(&state, &app, &artifact, launch, Replacement::RollBack).await?;
+    let row = start(&state, &app, &artifact, launch, Replacement::RollBack, None).await?;
     Ok((StatusCode::CREATED, Json(deployment_response(&row, None))))
 }
