@@ -1,5 +1,6 @@
 //! Test support shared by this crate's tests and the sdk's (feature `testing`).
 
+pub mod kube;
 pub mod postgres;
 pub mod s3;
 pub mod server;
