@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Runs Aether's whole test suite. Needs: Rust (cargo, cargo-nextest), Node.js with npm, Python 3
 # with pip and venv, PostgreSQL server binaries. Test-only Python packages (the official CycloneDX
-# and DSSE validators) are installed from requirements-dev.txt first, and s3s-fs (a real
-# S3-compatible server the tests start) into ~/.cache/aether-ci. Arguments go to the Rust test
-# runner.
+# and DSSE validators; Helm v4 as a library and the Kubernetes schemas, for the chart) are
+# installed from requirements-dev.txt first, and s3s-fs (a real S3-compatible server the tests
+# start) into ~/.cache/aether-ci. Arguments go to the Rust test runner.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 python3 -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+# The Helm chart: strict lint, renders validated against the Kubernetes schemas (1.30 and newer).
+python3 scripts/check_chart.py
 # The S3 store's tests start a real S3-compatible server.
 PATH="$(./scripts/lib/install_s3s_fs.sh):$PATH"
 export PATH
