@@ -1,5 +1,8 @@
 //! `aether-server`: the control plane binary. `aether-server` serves, `aether-server migrate`
-//! applies the database migrations and exits.
+//! applies the database migrations and exits, `aether-server fetch` is the init container that
+//! puts an artifact into a Kubernetes pod.
+
+mod cli;
 
 use std::marker::PhantomData;
 use std::net::SocketAddr;
@@ -16,6 +19,8 @@ use aether_server::runtime::local::{LocalRuntime, LocalRuntimeConfig};
 use aether_server::state::{AppState, Ports, now_ms};
 use aether_server::store::SqlStore;
 use anyhow::Context as _;
+use clap::Parser as _;
+use cli::{Cli, Command};
 
 /// SQLite or PostgreSQL metadata, the artifact store `AETHER_STORAGE_MODE` names, and the
 /// runtime `AETHER_RUNTIME` names (local processes unless it says `none`).
@@ -29,16 +34,24 @@ impl<R: Runtime> Ports for Embedded<R> {
 
 type Local = LocalRuntime<AnyArtifactStore>;
 
-const USAGE: &str =
-    "usage: aether-server [migrate]\n\nConfiguration comes from AETHER_* variables and DATABASE_URL; see the README.";
-
 fn main() -> ExitCode {
-    tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).init();
-    let command = std::env::args().nth(1);
-    if matches!(command.as_deref(), Some("-h" | "--help" | "help")) {
-        println!("{USAGE}");
-        return ExitCode::SUCCESS;
-    }
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            if error.use_stderr() && std::env::args().nth(1).as_deref() == Some("fetch") {
+                cli::fetch_usage_error(&error);
+            }
+            let _ = error.print();
+            return ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2));
+        }
+    };
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).with_ansi(colour).init();
+    let migrate_only = match cli.command {
+        Some(Command::Fetch(args)) => return cli::fetch(args),
+        Some(Command::Migrate) => true,
+        None => false,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -46,7 +59,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(command.as_deref())) {
+    match runtime.block_on(run(migrate_only)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -55,7 +68,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(command: Option<&str>) -> anyhow::Result<()> {
+async fn run(migrate_only: bool) -> anyhow::Result<()> {
     let config = ServerConfig::from_env(|name| std::env::var(name).ok())?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
@@ -64,13 +77,9 @@ async fn run(command: Option<&str>) -> anyhow::Result<()> {
         None => SqlStore::open_sqlite(&config.data_dir.join("aether.db")).await?,
     };
     store.migrate().await?;
-    match command {
-        Some("migrate") => {
-            eprintln!("migrations applied");
-            return Ok(());
-        }
-        Some(other) => anyhow::bail!("unknown command {other:?}\n{USAGE}"),
-        None => {}
+    if migrate_only {
+        eprintln!("migrations applied");
+        return Ok(());
     }
     let blobs: Arc<AnyArtifactStore> = Arc::new(match &config.storage {
         StorageConfig::Local => {
