@@ -97,7 +97,7 @@ pub fn fetch(args: FetchArgs) -> ExitCode {
         Ok((request, summary)) => {
             println!(
                 "unpacked {} ({} bytes): {} files, {} bytes into {}",
-                request.sha256.to_ascii_lowercase(),
+                summary.sha256,
                 summary.size_bytes,
                 summary.unpacked.files,
                 summary.unpacked.total_bytes,

@@ -78,8 +78,10 @@ pub struct FetchRequest {
 }
 
 /// What was fetched and unpacked.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct FetchSummary {
+    /// The verified digest, lowercase.
+    pub sha256: String,
     pub size_bytes: u64,
     pub unpacked: UnpackSummary,
 }
@@ -177,7 +179,7 @@ pub async fn fetch(request: &FetchRequest) -> Result<FetchSummary, FetchError> {
         unpacked_bytes = unpacked.total_bytes,
         "artifact verified and unpacked"
     );
-    Ok(FetchSummary { size_bytes: downloaded.size_bytes, unpacked })
+    Ok(FetchSummary { sha256: digest, size_bytes: downloaded.size_bytes, unpacked })
 }
 
 /// Everything that can be refused without a byte of network traffic; returns the digest in
