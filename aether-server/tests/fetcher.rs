@@ -205,6 +205,14 @@ impl Outcome {
     }
 }
 
+/// Serves `script`, and fetches from it into a fresh fixture.
+fn fetch_from(script: Vec<Reply>, sha256: &str, extra: &[&str]) -> (Fixture, Server, Outcome) {
+    let server = Server::start(script);
+    let fx = Fixture::new();
+    let outcome = fx.fetch(&server.url(), sha256, extra);
+    (fx, server, outcome)
+}
+
 fn app() -> (Vec<u8>, String) {
     node_app::pack_app(&node_app::server_js("v1"))
 }
@@ -285,9 +293,7 @@ fn corrupt_bytes_fail_the_digest_check_and_leave_the_destination_empty() {
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;
     let actual = sha256_hex(&bytes);
-    let server = Server::start(vec![Reply::Body(Arc::new(bytes))]);
-    let fx = Fixture::new();
-    let outcome = fx.fetch(&server.url(), &digest, &[]);
+    let (fx, server, outcome) = fetch_from(vec![Reply::Body(Arc::new(bytes))], &digest, &[]);
     outcome.assert_failure(4, &format!("digest mismatch: expected {digest}, got {actual}"));
     fx.assert_untouched();
     assert_eq!(server.requests(), 1, "complete but wrong bytes are not retried");
@@ -296,11 +302,10 @@ fn corrupt_bytes_fail_the_digest_check_and_leave_the_destination_empty() {
 #[test]
 fn a_signature_by_an_unknown_key_is_rejected_before_downloading() {
     let (bytes, digest) = app();
-    let server = Server::start(vec![Reply::Body(Arc::new(bytes))]);
-    let fx = Fixture::new();
     let signature = SigningKey::from_seed([1; 32]).sign_digest(&digest);
     let other = SigningKey::from_seed([2; 32]).public_key_hex();
-    let outcome = fx.fetch(&server.url(), &digest, &["--signature", &signature, "--public-key", &other]);
+    let args = ["--signature", &signature, "--public-key", &other];
+    let (fx, server, outcome) = fetch_from(vec![Reply::Body(Arc::new(bytes))], &digest, &args);
     outcome.assert_failure(4, "signature rejected: it does not verify against any of the 1 given public key");
     fx.assert_untouched();
     assert_eq!(server.requests(), 0);
@@ -309,11 +314,10 @@ fn a_signature_by_an_unknown_key_is_rejected_before_downloading() {
 #[test]
 fn a_signature_of_another_digest_is_rejected() {
     let (bytes, digest) = app();
-    let server = Server::start(vec![Reply::Body(Arc::new(bytes))]);
-    let fx = Fixture::new();
     let key = SigningKey::from_seed([1; 32]);
     let signature = key.sign_digest(&sha256_hex(b"some other artifact"));
-    let outcome = fx.fetch(&server.url(), &digest, &["--signature", &signature, "--public-key", &key.public_key_hex()]);
+    let args = ["--signature", &signature, "--public-key", &key.public_key_hex()];
+    let (fx, _, outcome) = fetch_from(vec![Reply::Body(Arc::new(bytes))], &digest, &args);
     outcome.assert_failure(4, "signature rejected");
     fx.assert_untouched();
 }
@@ -350,9 +354,8 @@ fn unparsable_arguments_still_leave_a_termination_message() {
 fn transient_503s_are_retried_until_the_artifact_arrives() {
     let (bytes, digest) = app();
     let unavailable = Reply::Status(503, "Service Unavailable", "");
-    let server = Server::start(vec![unavailable.clone(), unavailable, Reply::Body(Arc::new(bytes))]);
-    let fx = Fixture::new();
-    let outcome = fx.fetch(&server.url(), &digest, &[]);
+    let (fx, server, outcome) =
+        fetch_from(vec![unavailable.clone(), unavailable, Reply::Body(Arc::new(bytes))], &digest, &[]);
     outcome.assert_success();
     assert_app_installed(&fx.dest);
     assert_eq!(server.requests(), 3);
@@ -363,9 +366,7 @@ fn transient_503s_are_retried_until_the_artifact_arrives() {
 fn a_body_cut_short_is_downloaded_again() {
     let (bytes, digest) = app();
     let bytes = Arc::new(bytes);
-    let server = Server::start(vec![Reply::CutShort(Arc::clone(&bytes)), Reply::Body(bytes)]);
-    let fx = Fixture::new();
-    let outcome = fx.fetch(&server.url(), &digest, &[]);
+    let (fx, server, outcome) = fetch_from(vec![Reply::CutShort(Arc::clone(&bytes)), Reply::Body(bytes)], &digest, &[]);
     outcome.assert_success();
     assert_app_installed(&fx.dest);
     assert_eq!(server.requests(), 2);
@@ -394,9 +395,7 @@ fn transient_errors_give_up_after_the_last_attempt() {
 #[test]
 fn a_server_that_never_answers_times_out_each_attempt() {
     let (_, digest) = app();
-    let server = Server::start(vec![Reply::Silent]);
-    let fx = Fixture::new();
-    let outcome = fx.fetch(&server.url(), &digest, &["--attempts", "2", "--timeout", "1"]);
+    let (fx, server, outcome) = fetch_from(vec![Reply::Silent], &digest, &["--attempts", "2", "--timeout", "1"]);
     let reason = outcome.assert_failure(3, "download failed after 2 attempts");
     assert!(reason.contains("timed out"), "{reason}");
     assert_eq!(server.requests(), 2);
@@ -407,9 +406,7 @@ fn a_server_that_never_answers_times_out_each_attempt() {
 fn not_found_fails_at_once() {
     let (_, digest) = app();
     let body = r#"{"code":"not_found","message":"no such artifact"}"#;
-    let server = Server::start(vec![Reply::Status(404, "Not Found", body)]);
-    let fx = Fixture::new();
-    let outcome = fx.fetch(&server.url(), &digest, &[]);
+    let (fx, server, outcome) = fetch_from(vec![Reply::Status(404, "Not Found", body)], &digest, &[]);
     outcome.assert_failure(3, "download refused: HTTP 404 Not Found from http://127.0.0.1:");
     outcome.assert_failure(3, "not_found: no such artifact");
     assert_eq!(server.requests(), 1);
@@ -421,9 +418,8 @@ fn an_expired_url_fails_at_once_with_the_stores_reason() {
     let (_, digest) = app();
     let body = "<?xml version=\"1.0\"?><Error><Code>AccessDenied</Code><Message>Request has expired</Message>\
         <X-Amz-Expires>60</X-Amz-Expires></Error>";
-    let server = Server::start(vec![Reply::Status(403, "Forbidden", body)]);
-    let fx = Fixture::new();
-    fx.fetch(&server.url(), &digest, &[]).assert_failure(3, "403 Forbidden from http://127.0.0.1:");
+    let (fx, server, outcome) = fetch_from(vec![Reply::Status(403, "Forbidden", body)], &digest, &[]);
+    outcome.assert_failure(3, "403 Forbidden from http://127.0.0.1:");
     assert!(fx.termination_log().exists());
     let message = std::fs::read_to_string(fx.termination_log()).unwrap();
     assert!(message.ends_with(": AccessDenied: Request has expired\n"), "{message}");
@@ -466,9 +462,8 @@ fn add_raw(builder: &mut Builder<Vec<u8>>, name: &[u8], body: &[u8]) {
 /// The archive matches its digest, so it is the unpacker that must refuse it.
 fn assert_archive_refused(archive: Vec<u8>, fragment: &str) {
     let digest = sha256_hex(&archive);
-    let server = Server::start(vec![Reply::Body(Arc::new(archive))]);
-    let fx = Fixture::new();
-    fx.fetch(&server.url(), &digest, &[]).assert_failure(5, &format!("archive refused: {fragment}"));
+    let (fx, _, outcome) = fetch_from(vec![Reply::Body(Arc::new(archive))], &digest, &[]);
+    outcome.assert_failure(5, &format!("archive refused: {fragment}"));
     fx.assert_untouched();
 }
 
