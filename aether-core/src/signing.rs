@@ -119,6 +119,29 @@ pub fn verify_digest(public_key_hex: &str, digest_hex: &str, signature_hex: &str
     key.verify_strict(digest_hex.as_bytes(), &Signature::from_bytes(&sig)).map_err(|_| VerifyError::Mismatch)
 }
 
+/// Checks a signature made by [`SigningKey::sign_digest`] against a set of trusted keys (an
+/// app's active keys): accepted when any one of them verifies it.
+///
+/// When none does, a malformed signature or key is reported as such rather than as a mismatch,
+/// so a caller can tell a bad invocation from a rejected artifact. No keys means a mismatch.
+pub fn verify_digest_any<'a>(
+    public_keys: impl IntoIterator<Item = &'a str>,
+    digest_hex: &str,
+    signature_hex: &str,
+) -> Result<(), VerifyError> {
+    let mut rejection = VerifyError::Mismatch;
+    for key in public_keys {
+        match verify_digest(key, digest_hex, signature_hex) {
+            Ok(()) => return Ok(()),
+            // A malformed signature fails the same way against every key.
+            Err(VerifyError::MalformedSignature) => return Err(VerifyError::MalformedSignature),
+            Err(error @ VerifyError::Key(_)) => rejection = error,
+            Err(_) => {}
+        }
+    }
+    Err(rejection)
+}
+
 /// Verifies any signature of the envelope against the key and returns the payload bytes.
 pub fn verify_dsse(envelope: &DsseEnvelope, public_key_hex: &str) -> Result<Vec<u8>, VerifyError> {
     let key = verifying_key(public_key_hex)?;
@@ -171,6 +194,25 @@ mod tests {
         assert_eq!(verify_dsse(&env, &key.public_key_hex()).unwrap(), b"{\"a\":1}");
         env.payload_type = "text/plain".into();
         assert_eq!(verify_dsse(&env, &key.public_key_hex()), Err(VerifyError::Mismatch));
+    }
+
+    #[test]
+    fn any_of_several_keys_may_verify() {
+        let signer = SigningKey::from_hex_seed(SEED).unwrap();
+        let other = SigningKey::from_seed([7; 32]).public_key_hex();
+        let digest = sha256_hex(b"artifact");
+        let sig = signer.sign_digest(&digest);
+        let both = [other.as_str(), &signer.public_key_hex()];
+        assert_eq!(verify_digest_any(both, &digest, &sig), Ok(()));
+        assert_eq!(verify_digest_any([other.as_str()], &digest, &sig), Err(VerifyError::Mismatch));
+        assert_eq!(verify_digest_any([], &digest, &sig), Err(VerifyError::Mismatch));
+        assert_eq!(verify_digest_any(both, &digest, "abc"), Err(VerifyError::MalformedSignature));
+        assert_eq!(
+            verify_digest_any(["nothex", other.as_str()], &digest, &sig),
+            Err(VerifyError::Key(KeyError::InvalidPublicKey))
+        );
+        // One good key is enough even when another one is malformed.
+        assert_eq!(verify_digest_any(["nothex", &signer.public_key_hex()], &digest, &sig), Ok(()));
     }
 
     proptest! {

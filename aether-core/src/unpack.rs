@@ -36,6 +36,24 @@ impl Default for UnpackLimits {
     }
 }
 
+impl UnpackLimits {
+    /// The largest decompressed stream an acceptable archive can have: file contents, plus
+    /// headers, padding and long-name records for every entry, plus the trailer.
+    fn max_stream_bytes(&self) -> u64 {
+        self.max_total_bytes
+            .saturating_add(self.max_entries.saturating_mul(ENTRY_OVERHEAD))
+            .saturating_add(TRAILER_SLACK)
+    }
+
+    /// The largest `.tar.gz` these limits can accept, so a download can be cut off before it
+    /// fills the disk: deflate never grows its input by more than 5 bytes per 64 KiB stored
+    /// block, which one part in a thousand plus the gzip framing covers.
+    pub fn max_archive_bytes(&self) -> u64 {
+        let stream = self.max_stream_bytes();
+        stream.saturating_add(stream / 1000).saturating_add(1024)
+    }
+}
+
 /// What an accepted archive contained, for logs and metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct UnpackSummary {
@@ -163,10 +181,7 @@ fn create_staging(dest: &Path) -> Result<PathBuf, UnpackError> {
 }
 
 fn extract<R: Read>(reader: R, root: &Path, limits: &UnpackLimits) -> Result<UnpackSummary, UnpackError> {
-    let cap = limits
-        .max_total_bytes
-        .saturating_add(limits.max_entries.saturating_mul(ENTRY_OVERHEAD))
-        .saturating_add(TRAILER_SLACK);
+    let cap = limits.max_stream_bytes();
     let mut archive = tar::Archive::new(CappedReader { inner: GzDecoder::new(reader), remaining: cap });
     let mut extractor = Extractor {
         root,
@@ -458,6 +473,25 @@ mod tests {
             assert!(matches!(normalise(Path::new(raw)), Err(UnpackError::AbsolutePath { .. })), "{raw}");
         }
         assert!(matches!(normalise(Path::new("a\\..\\b")), Err(UnpackError::ParentTraversal { .. })));
+    }
+
+    #[test]
+    fn an_incompressible_archive_at_the_limits_fits_the_archive_bound() {
+        let limits = UnpackLimits { max_total_bytes: 1 << 20, max_entries: 4 };
+        let noise: Vec<u8> = (0..1u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(noise.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, "noise.bin", noise.as_slice()).ok();
+        let tar = tar.into_inner().unwrap_or_default();
+        // Level 0 stores every block: the worst case for size.
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::none());
+        gzip.write_all(&tar).ok();
+        let archive = gzip.finish().unwrap_or_default();
+        assert!(archive.len() as u64 > limits.max_total_bytes);
+        assert!((archive.len() as u64) <= limits.max_archive_bytes(), "{} bytes", archive.len());
     }
 
     #[test]

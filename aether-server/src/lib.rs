@@ -7,6 +7,7 @@ pub mod config;
 pub mod deployer;
 pub mod error;
 pub mod extract;
+pub mod fetcher;
 pub mod gc;
 pub mod metrics;
 pub mod model;

@@ -1,5 +1,8 @@
 //! `aether-server`: the control plane binary. `aether-server` serves, `aether-server migrate`
-//! applies the database migrations and exits.
+//! applies the database migrations and exits, `aether-server fetch` is the init container that
+//! puts an artifact into a Kubernetes pod.
+
+mod cli;
 
 use aether_server::ports::Runtime as _;
 use std::process::ExitCode;
@@ -15,6 +18,8 @@ use aether_server::runtime::{AnyRuntime, NoRuntime};
 use aether_server::state::{AppState, Ports, now_ms};
 use aether_server::store::SqlStore;
 use anyhow::Context as _;
+use clap::Parser as _;
+use cli::{Cli, Command};
 
 /// SQLite or PostgreSQL metadata, the artifact store `AETHER_STORAGE_MODE` names, and the
 /// runtime `AETHER_RUNTIME` names.
@@ -26,26 +31,27 @@ impl Ports for Server {
     type Runtime = AnyRuntime<AnyArtifactStore>;
 }
 
-const USAGE: &str = "usage: aether-server [migrate | render-k8s ...]
-
-  (no command)  serve the control plane
-  migrate       apply the database migrations and exit
-  render-k8s    print the Kubernetes objects of a release (render-k8s --help)
-
-Configuration comes from AETHER_* variables and DATABASE_URL; see the README.";
-
 fn main() -> ExitCode {
-    tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).init();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            if error.use_stderr() && std::env::args().nth(1).as_deref() == Some("fetch") {
+                cli::fetch_usage_error(&error);
+            }
+            let _ = error.print();
+            return ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2));
+        }
+    };
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).with_ansi(colour).init();
     // kube's and the S3 client's TLS run on rustls: one crypto provider for the process.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let command = std::env::args().nth(1);
-    if matches!(command.as_deref(), Some("-h" | "--help" | "help")) {
-        println!("{USAGE}");
-        return ExitCode::SUCCESS;
-    }
-    if command.as_deref() == Some("render-k8s") {
-        return render_k8s(&std::env::args().skip(2).collect::<Vec<_>>());
-    }
+    let migrate_only = match cli.command {
+        Some(Command::Fetch(args)) => return cli::fetch(args),
+        Some(Command::RenderK8s(args)) => return cli::render_k8s(args),
+        Some(Command::Migrate) => true,
+        None => false,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -53,7 +59,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(command.as_deref())) {
+    match runtime.block_on(run(migrate_only)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -62,36 +68,7 @@ fn main() -> ExitCode {
     }
 }
 
-/// Needs no database, cluster or async runtime: only the arguments and the `AETHER_*` settings.
-fn render_k8s(args: &[String]) -> ExitCode {
-    use aether_server::render;
-    if args.iter().any(|a| matches!(a.as_str(), "-h" | "--help")) {
-        println!("{}", render::USAGE);
-        return ExitCode::SUCCESS;
-    }
-    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-    let rendered = render::parse_args(args).and_then(|request| {
-        let timeout = ServerConfig::from_env(env)?.rollout_timeout;
-        let settings = aether_server::config::kubernetes_settings(&env, timeout)?;
-        render::render(&request, &settings)
-    });
-    match rendered {
-        Ok(yaml) => {
-            print!("{yaml}");
-            ExitCode::SUCCESS
-        }
-        Err(error @ render::RenderError::Usage(_)) => {
-            eprintln!("error: {error}");
-            ExitCode::from(2)
-        }
-        Err(error) => {
-            eprintln!("error: {error}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-async fn run(command: Option<&str>) -> anyhow::Result<()> {
+async fn run(migrate_only: bool) -> anyhow::Result<()> {
     let mut config = ServerConfig::from_env(|name| std::env::var(name).ok())?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
@@ -100,13 +77,9 @@ async fn run(command: Option<&str>) -> anyhow::Result<()> {
         None => SqlStore::open_sqlite(&config.data_dir.join("aether.db")).await?,
     };
     store.migrate().await?;
-    match command {
-        Some("migrate") => {
-            eprintln!("migrations applied");
-            return Ok(());
-        }
-        Some(other) => anyhow::bail!("unknown command {other:?}\n{USAGE}"),
-        None => {}
+    if migrate_only {
+        eprintln!("migrations applied");
+        return Ok(());
     }
     // Bound first: with `AETHER_LISTEN=...:0` the port is known only now, and presigned URLs of
     // the local store need it unless `AETHER_PUBLIC_URL` says otherwise.

@@ -10,15 +10,6 @@ use crate::ports::ReleaseSpec;
 use crate::runtime::kubernetes::KubernetesSettings;
 use crate::runtime::kubernetes::objects::release_objects;
 
-pub const USAGE: &str =
-    "usage: aether-server render-k8s --app NAME --digest SHA256 [--artifact-url URL] [--env KEY=VALUE]...
-
-Prints the Secret, Deployment and Service the Kubernetes runtime applies for a release of the
-artifact, shaped by the same AETHER_* settings the server reads (AETHER_DEFAULT_NAMESPACE,
-AETHER_K8S_*, AETHER_FETCHER_IMAGE, AETHER_NODE_IMAGE, AETHER_ROLLOUT_TIMEOUT_SECS). The
-deployment id is derived from the app and the digest, so the output is reproducible; the
-artifact URL defaults to a placeholder (the server presigns a real one per rollout).";
-
 /// What was asked for on the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RenderRequest {
@@ -30,7 +21,7 @@ pub struct RenderRequest {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
-    #[error("{0}\n\n{USAGE}")]
+    #[error("{0}")]
     Usage(String),
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -38,39 +29,24 @@ pub enum RenderError {
     Yaml(#[from] serde_yaml::Error),
 }
 
-/// Parses the arguments after `render-k8s`.
-pub fn parse_args(args: &[String]) -> Result<RenderRequest, RenderError> {
-    let usage = |message: String| RenderError::Usage(message);
-    let (mut app, mut digest, mut artifact_url, mut env) = (None, None, None, BTreeMap::new());
-    let mut args = args.iter();
-    while let Some(flag) = args.next() {
-        let mut value = || args.next().cloned().ok_or_else(|| usage(format!("{flag} needs a value")));
-        match flag.as_str() {
-            "--app" => app = Some(AppName::parse(&value()?).map_err(|e| usage(format!("invalid --app: {e}")))?),
-            "--digest" => {
-                let raw = value()?;
-                digest = Some(
-                    Digest::parse(raw.trim_start_matches("sha256:"))
-                        .map_err(|e| usage(format!("invalid --digest: {e}")))?,
-                );
-            }
-            "--artifact-url" => artifact_url = Some(value()?),
-            "--env" => {
-                let pair = value()?;
-                let (name, val) =
-                    pair.split_once('=').ok_or_else(|| usage(format!("--env {pair:?} is not KEY=VALUE")))?;
-                env.insert(name.to_owned(), val.to_owned());
-            }
-            other => return Err(usage(format!("unknown argument {other:?}"))),
+impl RenderRequest {
+    /// Checks what was given on the command line.
+    pub fn parse(app: &str, digest: &str, artifact_url: Option<String>, env: &[String]) -> Result<Self, RenderError> {
+        let usage = RenderError::Usage;
+        let app = AppName::parse(app).map_err(|e| usage(format!("invalid --app: {e}")))?;
+        let digest =
+            Digest::parse(digest.trim_start_matches("sha256:")).map_err(|e| usage(format!("invalid --digest: {e}")))?;
+        let mut pairs = BTreeMap::new();
+        for pair in env {
+            let (name, value) =
+                pair.split_once('=').ok_or_else(|| usage(format!("--env {pair:?} is not KEY=VALUE")))?;
+            pairs.insert(name.to_owned(), value.to_owned());
         }
+        aether_core::api::validate_env(&pairs).map_err(|e| usage(format!("invalid --env: {e}")))?;
+        let artifact_url =
+            artifact_url.unwrap_or_else(|| "https://artifacts.invalid/presigned-download-url".to_owned());
+        Ok(Self { app, digest, artifact_url, env: pairs })
     }
-    aether_core::api::validate_env(&env).map_err(|e| usage(format!("invalid --env: {e}")))?;
-    Ok(RenderRequest {
-        app: app.ok_or_else(|| usage("--app is required".into()))?,
-        digest: digest.ok_or_else(|| usage("--digest is required".into()))?,
-        artifact_url: artifact_url.unwrap_or_else(|| "https://artifacts.invalid/presigned-download-url".to_owned()),
-        env,
-    })
 }
 
 /// The objects as YAML documents, in the order they are applied.

@@ -3,7 +3,7 @@
 
 pub mod uploads;
 
-use aether_core::signing::verify_digest;
+use aether_core::signing::verify_digest_any;
 
 use crate::error::{ApiError, ApiResult};
 use crate::model::{App, Artifact};
@@ -54,7 +54,7 @@ pub async fn verify_signature<M: MetadataStore>(
 ) -> ApiResult<bool> {
     let (Some(app), Some(signature)) = (app, signature) else { return Ok(false) };
     let keys = store.active_public_keys(&app.id).await?;
-    Ok(keys.iter().any(|k| verify_digest(&k.public_key_hex, digest, signature).is_ok()))
+    Ok(verify_digest_any(keys.iter().map(|k| k.public_key_hex.as_str()), digest, signature).is_ok())
 }
 
 /// Records an artifact whose blob is already stored and verified. The row is written only

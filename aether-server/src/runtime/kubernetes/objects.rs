@@ -53,11 +53,10 @@ pub fn release_objects(release: &ReleaseSpec, artifact_url: &str, settings: &Kub
     }
 }
 
-/// `<app>-env-<first 8 characters of the deployment id>`: each deployment keeps its own
-/// environment, so a rollback runs with the one it had.
+/// `<app>-env-<deployment id>`: each deployment keeps its own environment, so a rollback runs
+/// with the one it had.
 pub fn secret_name(release: &ReleaseSpec) -> String {
-    let short: String = release.deployment_id.chars().take(8).collect();
-    format!("{}-env-{short}", release.app_name)
+    format!("{}-env-{}", release.app_name, release.deployment_id)
 }
 
 /// Labels selecting every pod of an app, whatever its deployment (the Service's selector).
@@ -172,6 +171,8 @@ fn fetch_container(release: &ReleaseSpec, artifact_url: &str, settings: &Kuberne
         release.digest.clone(),
         "--dest".to_owned(),
         RELEASE_DIR.to_owned(),
+        // A restarted pod runs its init container again over the release already there.
+        "--replace".to_owned(),
     ];
     if let Some(signature) = &release.signature {
         args.extend(["--signature".to_owned(), signature.clone()]);

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use aether_core::digest::HashingReader;
 use aether_core::project::{DEFAULT_START_COMMAND, detect};
-use aether_core::signing::verify_digest;
+use aether_core::signing::verify_digest_any;
 use aether_core::unpack::{UnpackLimits, unpack_tar_gz};
 use tokio_util::io::SyncIoBridge;
 
@@ -39,7 +39,7 @@ fn check_signature(release: &ReleaseSpec) -> Result<(), String> {
     let Some(signature) = release.signature.as_deref().filter(|_| !release.public_keys.is_empty()) else {
         return Ok(());
     };
-    if release.public_keys.iter().any(|key| verify_digest(key, &release.digest, signature).is_ok()) {
+    if verify_digest_any(release.public_keys.iter().map(String::as_str), &release.digest, signature).is_ok() {
         return Ok(());
     }
     Err(format!(
