@@ -10,6 +10,8 @@ export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 python3 -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 # The Helm chart: strict lint, renders validated against the Kubernetes schemas (1.30 and newer).
 python3 scripts/check_chart.py
+# The objects `aether-server render-k8s` prints (reviewed snapshots), against the same schemas.
+python3 scripts/check_render_k8s.py
 # The S3 store's tests start a real S3-compatible server.
 PATH="$(./scripts/lib/install_s3s_fs.sh):$PATH"
 export PATH

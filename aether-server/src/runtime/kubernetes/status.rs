@@ -134,7 +134,7 @@ fn app_status(statuses: Option<&[ContainerStatus]>) -> Option<&ContainerStatus> 
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
     use serde_json::json;
