@@ -4,14 +4,15 @@
 //!
 //! A rollout is started on the runtime, then followed: each step the runtime reports becomes a
 //! `progress` event of the deployment (so clients see it as it happens), and its end becomes
-//! `running` or `failed`. When the server starts, [`reconcile`] picks up what its predecessor
-//! left: pending deployments are rolled out, deploying ones followed again, and running ones
-//! checked against the runtime.
+//! `running` or `failed`. One live replica at a time does this for a deployment, under the
+//! lease `rollout:<id>` (see [`crate::lease`]). [`run_reconciler`] picks up what nobody holds:
+//! at start what a predecessor left, and later the rollouts of a replica that died.
 
 use aether_core::deployment::{Action, Deployment as Machine, DeploymentEvent, DeploymentStatus, EventRecord};
 use futures_util::StreamExt as _;
 
 use crate::error::{ApiError, ApiResult};
+use crate::lease::LeaseGuard;
 use crate::model::{Deployment, DeploymentEvent as EventRow};
 use crate::ports::{Health, MetadataStore, ReleaseSpec, Rollout, RolloutProgress, Runtime, RuntimeError};
 use crate::state::{AppState, Ports, now_ms};
@@ -72,9 +73,20 @@ pub fn event_row(deployment_id: &str, record: &EventRecord) -> EventRow {
     }
 }
 
-/// Rolls a pending deployment out: deploying, then running or failed. Runs in the background.
+/// The lease under which a deployment's rollout is followed.
+fn lease_name(deployment_id: &str) -> String {
+    format!("rollout:{deployment_id}")
+}
+
+/// Rolls a pending deployment out: deploying, then running or failed. Runs in the background;
+/// does nothing if another replica already holds the rollout.
 pub async fn drive<P: Ports>(state: AppState<P>, row: Deployment, replacement: Replacement) {
-    if let Err(error) = drive_inner(&state, row, replacement).await {
+    let Some(lease) = state.leases.claim(&state.store, &lease_name(&row.id)).await else { return };
+    drive_claimed(state, row, replacement, lease).await;
+}
+
+async fn drive_claimed<P: Ports>(state: AppState<P>, row: Deployment, replacement: Replacement, lease: LeaseGuard) {
+    if let Err(error) = drive_inner(&state, row, replacement, &lease).await {
         tracing::error!(code = error.code, message = %error.message, "deployment rollout failed to record");
     }
 }
@@ -98,7 +110,12 @@ pub async fn release_spec<P: Ports>(state: &AppState<P>, row: &Deployment) -> Ap
     })
 }
 
-async fn drive_inner<P: Ports>(state: &AppState<P>, row: Deployment, replacement: Replacement) -> ApiResult<()> {
+async fn drive_inner<P: Ports>(
+    state: &AppState<P>,
+    row: Deployment,
+    replacement: Replacement,
+    lease: &LeaseGuard,
+) -> ApiResult<()> {
     let (row, _) = transition(state.store.as_ref(), &row, DeploymentEvent::RolloutStarted).await?;
     let spec = match release_spec(state, &row).await {
         Ok(spec) => spec,
@@ -111,16 +128,18 @@ async fn drive_inner<P: Ports>(state: &AppState<P>, row: Deployment, replacement
         Ok(()) => state.runtime.watch(&spec).await,
         Err(error) => Err(error),
     };
-    follow(state, row, spec, rollout, replacement).await
+    follow(state, row, spec, rollout, replacement, lease).await
 }
 
-/// Records the rollout's steps as they come and its end, within `AETHER_ROLLOUT_TIMEOUT_SECS`.
+/// Records the rollout's steps as they come and its end, within `AETHER_ROLLOUT_TIMEOUT_SECS`,
+/// as long as this replica holds the rollout's lease.
 async fn follow<P: Ports>(
     state: &AppState<P>,
     mut row: Deployment,
     spec: ReleaseSpec,
     rollout: Result<Rollout, RuntimeError>,
     replacement: Replacement,
+    lease: &LeaseGuard,
 ) -> ApiResult<()> {
     let mut rollout = match rollout {
         Ok(rollout) => rollout,
@@ -131,7 +150,14 @@ async fn follow<P: Ports>(
     };
     let deadline = tokio::time::Instant::now() + state.config.rollout_timeout;
     let end = loop {
-        match tokio::time::timeout_at(deadline, rollout.next()).await {
+        let report = tokio::select! {
+            report = tokio::time::timeout_at(deadline, rollout.next()) => report,
+            () = lease.lost() => {
+                tracing::warn!(deployment = %row.id, "another replica follows this rollout now");
+                return Ok(());
+            }
+        };
+        match report {
             Ok(Some(RolloutProgress::Step(message))) => {
                 match transition(state.store.as_ref(), &row, DeploymentEvent::Progress { message }).await {
                     Ok((updated, _)) => row = updated,
@@ -234,24 +260,35 @@ async fn retire_previous<P: Ports>(
     Ok(())
 }
 
-/// Picks up what a previous server process left, once at start-up, before or while the server
-/// serves: pending deployments are rolled out, deploying ones followed again (or started again
-/// where rollouts end with the control plane), running ones checked; a running release that is
-/// gone is recorded as failed. Nothing stays `deploying` forever after a restart.
-pub async fn reconcile<P: Ports>(state: &AppState<P>) -> ApiResult<()> {
+/// Follows, on every replica, what no live replica holds: pending deployments are rolled
+/// out, deploying ones followed again (or started again where rollouts end with the control
+/// plane). Runs until the process exits; every `AETHER_LEASE_SECS / 6` it takes over the
+/// rollouts whose lease expired, so a rollout whose replica died is finished by another.
+pub async fn run_reconciler<P: Ports>(state: AppState<P>) {
+    loop {
+        if let Err(error) = reconcile_once(&state).await {
+            tracing::warn!(code = error.code, message = %error.message, "cannot look for rollouts to take over");
+        }
+        tokio::time::sleep(state.leases.poll_every()).await;
+    }
+}
+
+/// One pass of [`run_reconciler`].
+pub async fn reconcile_once<P: Ports>(state: &AppState<P>) -> ApiResult<()> {
     let pending = state.store.deployments_with_status(DeploymentStatus::Pending).await?;
     let deploying = state.store.deployments_with_status(DeploymentStatus::Deploying).await?;
-    let running = state.store.deployments_with_status(DeploymentStatus::Running).await?;
-    let checks = running.iter().map(|row| check_running(state, row));
-    futures_util::future::join_all(checks).await;
     for row in deploying {
+        if state.leases.holds(&lease_name(&row.id)) {
+            continue;
+        }
+        let Some(lease) = state.leases.claim(&state.store, &lease_name(&row.id)).await else { continue };
         let state = state.clone();
         tokio::spawn(async move {
+            tracing::info!(app = %row.app_name, deployment = %row.id, "following a rollout nobody follows");
             let result = match release_spec(&state, &row).await {
                 Ok(spec) => {
-                    tracing::info!(app = %row.app_name, deployment = %row.id, "following a rollout again after a restart");
                     let rollout = state.runtime.resume(&spec).await;
-                    follow(&state, row, spec, rollout, Replacement::Supersede).await
+                    follow(&state, row, spec, rollout, Replacement::Supersede, &lease).await
                 }
                 Err(error) => {
                     let event = DeploymentEvent::RolloutFailed { reason: error.message };
@@ -264,8 +301,22 @@ pub async fn reconcile<P: Ports>(state: &AppState<P>) -> ApiResult<()> {
         });
     }
     for row in pending {
-        tokio::spawn(drive(state.clone(), row, Replacement::Supersede));
+        if state.leases.holds(&lease_name(&row.id)) {
+            continue;
+        }
+        if let Some(lease) = state.leases.claim(&state.store, &lease_name(&row.id)).await {
+            tokio::spawn(drive_claimed(state.clone(), row, Replacement::Supersede, lease));
+        }
     }
+    Ok(())
+}
+
+/// At start-up: every release recorded as running is checked against the runtime (restored
+/// where releases end with the control plane); one that is gone is recorded as failed. Nothing
+/// stays falsely `running` after a restart.
+pub async fn check_running_releases<P: Ports>(state: &AppState<P>) -> ApiResult<()> {
+    let running = state.store.deployments_with_status(DeploymentStatus::Running).await?;
+    futures_util::future::join_all(running.iter().map(|row| check_running(state, row))).await;
     Ok(())
 }
 

@@ -9,6 +9,7 @@ pub mod error;
 pub mod extract;
 pub mod fetcher;
 pub mod gc;
+pub mod lease;
 pub mod metrics;
 pub mod model;
 pub mod openapi;

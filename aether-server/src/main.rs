@@ -4,7 +4,7 @@
 
 mod cli;
 
-use aether_server::ports::Runtime as _;
+use aether_server::ports::{MetadataStore as _, Runtime as _};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -77,6 +77,16 @@ async fn run(migrate_only: bool) -> anyhow::Result<()> {
         None => SqlStore::open_sqlite(&config.data_dir.join("aether.db")).await?,
     };
     store.migrate().await?;
+    // The embedded database belongs to one server: a second one on the same data directory is
+    // refused, and the leases of a predecessor (necessarily gone) are forgotten at once.
+    let _single_replica = match &config.database_url {
+        Some(_) => None,
+        None => {
+            let lock = lock_data_dir(&config.data_dir)?;
+            store.clear_leases().await?;
+            Some(lock)
+        }
+    };
     if migrate_only {
         eprintln!("migrations applied");
         return Ok(());
@@ -151,9 +161,10 @@ async fn serve<P: Ports<Store = SqlStore, Blobs = AnyArtifactStore>>(
     let restoring = tokio::spawn({
         let state = state.clone();
         async move {
-            if let Err(error) = aether_server::deployer::reconcile(&state).await {
-                tracing::error!(code = error.code, message = %error.message, "cannot list the deployments to reconcile");
+            if let Err(error) = aether_server::deployer::check_running_releases(&state).await {
+                tracing::error!(code = error.code, message = %error.message, "cannot list the running releases to check");
             }
+            aether_server::deployer::run_reconciler(state).await;
         }
     });
     let router = aether_server::api::router(state.clone());
@@ -227,6 +238,25 @@ async fn shutdown_signal() {
         _ = terminate => {}
     }
     tracing::info!("shutting down: finishing in-flight requests");
+}
+
+/// Holds an exclusive lock on `<data dir>/aether-server.lock` for as long as the file lives.
+fn lock_data_dir(data_dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    let path = data_dir.join("aether-server.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(|_| {
+        anyhow::anyhow!(
+            "another aether-server uses {} (the embedded SQLite database serves one replica; \
+             run several replicas on PostgreSQL with DATABASE_URL)",
+            data_dir.display()
+        )
+    })?;
+    Ok(file)
 }
 
 /// The key that signs presigned upload URLs, kept in the data directory (mode 0600) so URLs

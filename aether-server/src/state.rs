@@ -23,6 +23,8 @@ pub struct AppState<P: Ports> {
     /// Bounds concurrent uploads (`AETHER_MAX_CONCURRENT_UPLOADS`).
     pub upload_slots: Arc<Semaphore>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// This replica's identity and the leases it holds.
+    pub leases: Arc<crate::lease::Leases>,
     /// Cancelled when the server starts shutting down, so responses that would otherwise never
     /// end (log streams) finish and let the graceful shutdown complete.
     pub shutdown: CancellationToken,
@@ -43,6 +45,7 @@ impl<P: Ports> Clone for AppState<P> {
             config: Arc::clone(&self.config),
             upload_slots: Arc::clone(&self.upload_slots),
             metrics: Arc::clone(&self.metrics),
+            leases: Arc::clone(&self.leases),
             shutdown: self.shutdown.clone(),
         }
     }
@@ -56,6 +59,7 @@ impl<P: Ports> AppState<P> {
             blobs: blobs.into(),
             runtime: Arc::new(runtime),
             upload_slots: Arc::new(Semaphore::new(config.max_concurrent_uploads)),
+            leases: Arc::new(crate::lease::Leases::new(config.lease)),
             config: Arc::new(config),
             metrics: Arc::new(crate::metrics::Metrics::default()),
             shutdown: CancellationToken::new(),

@@ -27,12 +27,25 @@ fn check_snapshot(name: &str, output: &Output) {
         std::fs::write(&path, &actual).unwrap();
     }
     let expected = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(actual == expected, "{} differs from the output (AETHER_UPDATE_SNAPSHOTS=1 rewrites it):\n{actual}", path.display());
+    assert!(
+        actual == expected,
+        "{} differs from the output (AETHER_UPDATE_SNAPSHOTS=1 rewrites it):\n{actual}",
+        path.display()
+    );
 }
 
 #[test]
 fn default_settings_render_the_reviewed_objects() {
-    let args = ["--app", "web", "--digest", DIGEST, "--artifact-url", "https://artifacts.example/web.tar.gz?X-Amz-Signature=abc", "--env", "GREETING=hello"];
+    let args = [
+        "--app",
+        "web",
+        "--digest",
+        DIGEST,
+        "--artifact-url",
+        "https://artifacts.example/web.tar.gz?X-Amz-Signature=abc",
+        "--env",
+        "GREETING=hello",
+    ];
     let output = render(&args, &[]);
     check_snapshot("render-k8s-default.yaml", &output);
     let text = String::from_utf8_lossy(&output.stdout);

@@ -110,6 +110,7 @@ conformance!(
     artifact_in_use_follows_status,
     uploads_lifecycle,
     deployments_claim_their_idempotency_key,
+    leases_go_to_one_owner_at_a_time,
     idempotency_first_write_wins,
     deployments_insert_get_list_and_events,
     apply_transition_is_compare_and_set,
@@ -292,6 +293,34 @@ async fn artifact_delete<S: MetadataStore>(store: &S) {
     store.delete_artifact(&deployed.id).await.unwrap();
     assert_eq!(store.get_artifact_by_id(&deployed.id).await.unwrap(), None);
     assert_eq!(store.get_deployment("dep-1").await.unwrap().map(|d| d.digest), Some(deployed.digest));
+    // A live deployment does: the row stays, whoever asks.
+    let live = insert_artifact(store, 3, 50).await;
+    insert_deployment(store, &deployment("dep-2", &app, &live, DeploymentStatus::Running, 60)).await;
+    assert_eq!(failure(store.delete_artifact(&live.id).await), "not found: artifact art-03");
+    assert_eq!(store.get_artifact_by_id(&live.id).await.unwrap(), Some(live));
+}
+
+/// Two replicas may want one lease at once: exactly one gets it; it can renew it; another gets
+/// it only once it expired or was released.
+async fn leases_go_to_one_owner_at_a_time<S: MetadataStore>(store: &S) {
+    let racing = futures_util::future::join_all(
+        ["r1", "r2", "r3", "r4"].map(|owner| store.try_lease("rollout:d1", owner, 1_000, 2_000)),
+    )
+    .await;
+    let won: Vec<bool> = racing.into_iter().map(Result::unwrap).collect();
+    assert_eq!(won.iter().filter(|w| **w).count(), 1, "{won:?}");
+    let owner = ["r1", "r2", "r3", "r4"][won.iter().position(|w| *w).unwrap()];
+    let other = if owner == "r1" { "r2" } else { "r1" };
+    assert!(store.try_lease("rollout:d1", owner, 1_500, 3_000).await.unwrap(), "renewal");
+    assert!(!store.try_lease("rollout:d1", other, 2_999, 4_000).await.unwrap(), "taken while valid");
+    assert!(store.try_lease("rollout:d1", other, 3_000, 5_000).await.unwrap(), "expired leases go to the next");
+    store.release_lease("rollout:d1", owner).await.unwrap();
+    assert!(!store.try_lease("rollout:d1", owner, 3_500, 6_000).await.unwrap(), "released by a non-owner");
+    store.release_lease("rollout:d1", other).await.unwrap();
+    assert!(store.try_lease("rollout:d1", owner, 3_500, 6_000).await.unwrap());
+    assert!(store.try_lease("job:gc", other, 3_500, 6_000).await.unwrap(), "leases are per name");
+    store.clear_leases().await.unwrap();
+    assert!(store.try_lease("rollout:d1", other, 0, 1).await.unwrap());
 }
 
 async fn link_artifact_is_idempotent_and_ordered<S: MetadataStore>(store: &S) {

@@ -43,6 +43,8 @@ pub struct ServerConfig {
     pub health_timeout: Duration,
     /// How long a rollout may take before it counts as failed (`AETHER_ROLLOUT_TIMEOUT_SECS`).
     pub rollout_timeout: Duration,
+    /// How soon another replica takes over the rollouts of one that died (`AETHER_LEASE_SECS`).
+    pub lease: Duration,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -145,6 +147,7 @@ impl ServerConfig {
             runtime: runtime::parse(&get, rollout_timeout)?,
             health_timeout: Duration::from_millis(number("AETHER_HEALTH_TIMEOUT_MS")?.unwrap_or(30_000).max(1)),
             rollout_timeout,
+            lease: Duration::from_secs(number("AETHER_LEASE_SECS")?.unwrap_or(15).max(1)),
         })
     }
 }

@@ -52,6 +52,8 @@ pub trait MetadataStore: Send + Sync + 'static {
         before: Option<(i64, String)>,
         limit: u32,
     ) -> impl Future<Output = StoreResult<Vec<Artifact>>> + Send;
+    /// `NotFound` when there is no such artifact, or a pending, deploying or running deployment
+    /// uses it (it is then kept).
     fn delete_artifact(&self, id: &str) -> impl Future<Output = StoreResult<()>> + Send;
     /// Records that an app uploaded (or uses) an artifact; idempotent.
     fn link_artifact(
@@ -64,6 +66,20 @@ pub trait MetadataStore: Send + Sync + 'static {
     fn app_artifacts(&self, app_id: &str) -> impl Future<Output = StoreResult<Vec<Artifact>>> + Send;
     /// True when a deployment in `pending`, `deploying` or `running` uses the artifact.
     fn artifact_in_use(&self, artifact_id: &str) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Takes lease `name` for `owner` until `expires_at_ms` when it is free, expired at
+    /// `now_ms`, or already `owner`'s (renewing it); returns whether `owner` holds it now.
+    fn try_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        now_ms: i64,
+        expires_at_ms: i64,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// Gives the lease up if `owner` holds it.
+    fn release_lease(&self, name: &str, owner: &str) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Forgets every lease (a single-replica server at start).
+    fn clear_leases(&self) -> impl Future<Output = StoreResult<()>> + Send;
 
     /// `Conflict` when the id is taken.
     fn insert_upload(&self, upload: &Upload) -> impl Future<Output = StoreResult<()>> + Send;

@@ -92,8 +92,13 @@ async fn retain_latest<P: Ports>(state: &AppState<P>, app: &App) -> ApiResult<()
         if state.store.artifact_in_use(&artifact.id).await? {
             continue;
         }
-        // Row first: a blob without a row is garbage, a row without a blob is a lie.
-        state.store.delete_artifact(&artifact.id).await?;
+        // Row first: a blob without a row is garbage, a row without a blob is a lie. Of
+        // replicas retaining at once, one deletes the row and the blob; the others skip.
+        match state.store.delete_artifact(&artifact.id).await {
+            Ok(()) => {}
+            Err(crate::ports::StoreError::NotFound(_)) => continue,
+            Err(error) => return Err(error.into()),
+        }
         state.blobs.delete(&artifact.storage_key).await?;
         tracing::info!(app = %app.name, digest = %artifact.digest, "artifact removed by retention");
     }

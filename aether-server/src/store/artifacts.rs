@@ -86,13 +86,23 @@ pub(super) async fn list_artifacts(
 
 /// `NotFound` when there is no such artifact. Its app links go with it; a deployment that
 /// references it makes the database refuse (a `Database` error), see the module docs.
+/// Deletes the row unless a live deployment uses the artifact, in one statement, so retention
+/// running on several replicas at once never removes what a deployment needs and removes each
+/// artifact once (the others find nothing to delete).
 pub(super) async fn delete_artifact(pool: &AnyPool, id: &str) -> StoreResult<()> {
-    let deleted = sqlx::query("DELETE FROM artifacts WHERE id = $1")
-        .bind(id)
-        .execute(pool)
-        .await
-        .map_err(db_err)?
-        .rows_affected();
+    let [pending, deploying, running] = LIVE_STATUSES.map(DeploymentStatus::as_str);
+    let deleted = sqlx::query(
+        "DELETE FROM artifacts WHERE id = $1 AND NOT EXISTS \
+         (SELECT 1 FROM deployments WHERE artifact_id = $1 AND status IN ($2, $3, $4))",
+    )
+    .bind(id)
+    .bind(pending)
+    .bind(deploying)
+    .bind(running)
+    .execute(pool)
+    .await
+    .map_err(db_err)?
+    .rows_affected();
     if deleted == 0 {
         return Err(StoreError::NotFound(format!("artifact {id}")));
     }

@@ -14,6 +14,7 @@ mod apps;
 mod artifacts;
 mod auth;
 mod deployments;
+mod leases;
 mod uploads;
 
 use std::path::Path;
@@ -109,10 +110,21 @@ impl SqlStore {
     }
 
     /// Applies the embedded migrations of this store's backend that are not applied yet.
+    ///
+    /// On PostgreSQL the migrator holds an advisory lock while it runs, so replicas starting
+    /// together migrate once. Migrations newer than this binary are tolerated: an older replica
+    /// keeps serving while a newer one migrates (migrations only ever add to the schema that
+    /// running versions use; see migrations/README.md).
     pub async fn migrate(&self) -> StoreResult<()> {
-        let migrator = match self.backend {
+        let embedded = match self.backend {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        let migrator = Migrator {
+            migrations: std::borrow::Cow::Borrowed(embedded.migrations.as_ref()),
+            ignore_missing: true,
+            locking: true,
+            ..Migrator::DEFAULT
         };
         migrator.run(&self.pool).await.map_err(|e| StoreError::Database(Box::new(e)))
     }
@@ -226,6 +238,18 @@ impl MetadataStore for SqlStore {
 
     async fn artifact_in_use(&self, artifact_id: &str) -> StoreResult<bool> {
         artifacts::artifact_in_use(&self.pool, artifact_id).await
+    }
+
+    async fn try_lease(&self, name: &str, owner: &str, now_ms: i64, expires_at_ms: i64) -> StoreResult<bool> {
+        leases::try_lease(&self.pool, name, owner, now_ms, expires_at_ms).await
+    }
+
+    async fn release_lease(&self, name: &str, owner: &str) -> StoreResult<()> {
+        leases::release(&self.pool, name, owner).await
+    }
+
+    async fn clear_leases(&self) -> StoreResult<()> {
+        leases::clear(&self.pool).await
     }
 
     async fn insert_upload(&self, upload: &Upload) -> StoreResult<()> {

@@ -2,5 +2,6 @@
 
 pub mod kube;
 pub mod postgres;
+pub mod process;
 pub mod s3;
 pub mod server;

@@ -132,7 +132,7 @@ impl Drop for StartingGuard<'_> {
 
 impl<B: ArtifactStore> LocalRuntime<B> {
     /// Release directories left by an earlier run are removed: nothing of this runtime runs yet,
-    /// and whatever should run again is fetched anew by [`crate::deployer::reconcile`].
+    /// and whatever should run again is fetched anew when the control plane checks its running releases at start.
     pub fn new(blobs: Arc<B>, config: LocalRuntimeConfig) -> std::io::Result<Self> {
         match std::fs::remove_dir_all(&config.releases_dir) {
             Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),

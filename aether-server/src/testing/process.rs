@@ -1,0 +1,83 @@
+//! The real `aether-server` binary as a child process for tests: started with the variables
+//! given (nothing `AETHER_*` inherited), on port 0, and known to be up when it logs the address
+//! it listens on, which is read from its output rather than guessed.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+/// How long a server may take to start listening.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A running server; killed (SIGKILL) when dropped.
+#[derive(Debug)]
+pub struct ServerProcess {
+    child: Child,
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    log: Arc<Mutex<String>>,
+}
+
+impl ServerProcess {
+    /// Starts `binary` with `vars` and `AETHER_LISTEN=127.0.0.1:0` (unless `vars` sets it), and
+    /// returns once it listens.
+    ///
+    /// # Panics
+    /// When it exits or does not listen in time: this is test support, where that is a failure.
+    #[allow(clippy::expect_used, clippy::panic)]
+    pub fn start(binary: &Path, vars: &[(String, String)]) -> Self {
+        let mut command = Command::new(binary);
+        command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy().into_owned();
+            if name.starts_with("AETHER_") || name == "DATABASE_URL" || name == "KUBECONFIG" {
+                command.env_remove(name);
+            }
+        }
+        command.env("AETHER_LISTEN", "127.0.0.1:0").env("RUST_LOG", "info");
+        command.envs(vars.iter().map(|(name, value)| (name, value)));
+        let mut child = command.spawn().expect("spawn aether-server");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (address_tx, address_rx) = mpsc::channel();
+        let collected = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("aether-server listening")
+                    && let Some(address) = line.split_whitespace().find_map(|word| word.strip_prefix("address="))
+                {
+                    let _ = address_tx.send(address.to_owned());
+                }
+                let mut log = collected.lock().unwrap_or_else(PoisonError::into_inner);
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let Ok(address) = address_rx.recv_timeout(START_TIMEOUT) else {
+            let _ = child.kill();
+            let log = log.lock().unwrap_or_else(PoisonError::into_inner).clone();
+            panic!("aether-server did not start listening:\n{log}");
+        };
+        Self { child, url: format!("http://{address}"), log }
+    }
+
+    /// Everything it logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// `kill -9`: no chance to clean up, as in a crash.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
