@@ -3,6 +3,9 @@
 //! on a real PostgreSQL), the real `aether` binary, real npm on `examples/sample-node`, and the
 //! deployed app answering HTTP on localhost through the local-process runtime.
 
+mod common;
+
+use common::{aether_bin, server_bin};
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -14,17 +17,6 @@ use aether_server::testing::s3::TestS3;
 use serde_json::Value;
 
 const TOKEN: &str = "e2e-admin-token";
-
-fn aether_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_aether"))
-}
-
-/// `aether-server` is built next to `aether` by a workspace build (`cargo nextest run --workspace`).
-fn server_bin() -> PathBuf {
-    let path = aether_bin().with_file_name("aether-server");
-    assert!(path.exists(), "{} is missing: build the workspace (cargo build -p aether-server)", path.display());
-    path
-}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()

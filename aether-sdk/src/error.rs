@@ -75,6 +75,9 @@ pub enum Error {
     /// The server answered 2xx but with something the client cannot use.
     #[error("unexpected answer from {url}: {message}")]
     Protocol { url: String, message: String },
+    /// A followed stream ended with the server's `error` event: what it followed broke.
+    #[error("the stream from {url} broke: {message}")]
+    StreamBroken { url: String, message: String },
     #[error("invalid server URL {url:?}: {message}")]
     InvalidUrl { url: String, message: String },
     /// A bearer token would travel unencrypted to another machine.
@@ -137,7 +140,9 @@ impl Error {
             // answers refuse what was asked; 5xx means the server could not serve it.
             Self::Api { status: 401 | 403, .. } => ErrorKind::Config,
             Self::Api { status: 400..=499, .. } => ErrorKind::Usage,
-            Self::Api { .. } | Self::Http { .. } | Self::Protocol { .. } => ErrorKind::Network,
+            Self::Api { .. } | Self::Http { .. } | Self::Protocol { .. } | Self::StreamBroken { .. } => {
+                ErrorKind::Network
+            }
             Self::InvalidUrl { .. } | Self::InsecureTransport { .. } | Self::ClientSetup { .. } => ErrorKind::Config,
         }
     }
@@ -164,6 +169,7 @@ impl Error {
             Self::Api { .. } => "api_error",
             Self::Http { .. } => "network_error",
             Self::Protocol { .. } => "protocol_error",
+            Self::StreamBroken { .. } => "stream_broken",
             Self::InvalidUrl { .. } => "invalid_url",
             Self::InsecureTransport { .. } => "insecure_transport",
             Self::ClientSetup { .. } => "client_setup_failed",

@@ -644,3 +644,50 @@ async fn deploy_node_app(http: &reqwest::Client, server: &Server, token: &str, g
     assert_eq!(response.status(), StatusCode::CREATED);
     response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
 }
+
+/// The embedded database serves one replica: a second server on the same data directory is
+/// refused at start, naming the directory, while the first keeps serving.
+#[tokio::test]
+async fn a_second_server_on_the_same_sqlite_data_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let token = ("AETHER_API_TOKEN", "one-replica-token".to_owned());
+    let first = Server::start(dir.path(), &data, free_port(), std::slice::from_ref(&token)).await;
+    let vars =
+        [("AETHER_LISTEN", format!("127.0.0.1:{}", free_port())), ("AETHER_DATA_DIR", path_string(&data)), token];
+    let mut second = Proc::spawn(&[], dir.path(), &vars);
+    let status = second.wait_exit(Duration::from_secs(30)).await;
+    assert!(!status.success(), "a second server started on the same SQLite database");
+    let stderr = second.stderr();
+    assert!(stderr.contains("another aether-server uses") && stderr.contains(&path_string(&data)), "{stderr}");
+    let healthy = client().get(first.url("/healthz")).send().await.unwrap();
+    assert_eq!(healthy.status(), StatusCode::OK);
+}
+
+/// During an upgrade an older replica meets migrations newer than itself: it starts and serves
+/// instead of refusing the database.
+#[tokio::test]
+async fn a_server_serves_on_a_database_migrated_by_a_newer_version() {
+    let pg = TestPostgres::start().expect("PostgreSQL for this test");
+    let url = pg.create_database("aether_newer").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let vars = [("DATABASE_URL", url.clone()), ("AETHER_DATA_DIR", path_string(&dir.path().join("data")))];
+    let mut migrate = Proc::spawn(&["migrate"], dir.path(), &vars);
+    assert!(migrate.wait_exit(Duration::from_secs(60)).await.success(), "{}", migrate.stderr());
+    // What a newer release's migration leaves behind: a version this binary does not know.
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, installed_on, success, checksum, execution_time) \
+         VALUES (99991231000001, 'from a newer release', now(), true, '\\x00'::bytea, 1)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let token = ("AETHER_API_TOKEN", "older-replica".to_owned());
+    let mut extra = vars.to_vec();
+    extra.push(token);
+    let server = Server::start(dir.path(), &dir.path().join("data"), free_port(), &extra).await;
+    let ready = client().get(server.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+}

@@ -16,7 +16,8 @@ pub struct LogsQuery {
     pub deployment: Option<String>,
 }
 
-/// A followed log: each `data:` field of the server's event stream is one log line.
+/// A followed log: each `data:` field of the server's event stream is one log line; an event
+/// of type `error` says why the server's log source broke, and ends the stream.
 #[derive(Debug)]
 pub struct LogStream {
     response: Response,
@@ -25,23 +26,32 @@ pub struct LogStream {
     pending: Vec<u8>,
     /// Data lines of the event being read.
     event: Vec<String>,
+    /// The `event:` field of the event being read (`message` when absent).
+    event_type: Option<String>,
 }
 
 impl LogStream {
     pub(crate) fn new(response: Response, url: String) -> Self {
-        Self { response, url, pending: Vec::new(), event: Vec::new() }
+        Self { response, url, pending: Vec::new(), event: Vec::new(), event_type: None }
     }
 
-    /// The next log line; `None` once the server ends the stream.
+    /// The next log line; `None` once the server ends the stream, an error once it reports
+    /// that its log source broke.
     pub async fn next_line(&mut self) -> Result<Option<String>, Error> {
         loop {
             while let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
                 let raw: Vec<u8> = self.pending.drain(..=end).collect();
                 let line = String::from_utf8_lossy(&raw).trim_end_matches(['\n', '\r']).to_owned();
-                if let Some(data) = sse_data(&line) {
+                if let Some(data) = sse_field(&line, "data") {
                     self.event.push(data.to_owned());
+                } else if let Some(kind) = sse_field(&line, "event") {
+                    self.event_type = Some(kind.to_owned());
                 } else if line.is_empty() && !self.event.is_empty() {
-                    return Ok(Some(std::mem::take(&mut self.event).join("\n")));
+                    let data = std::mem::take(&mut self.event).join("\n");
+                    if self.event_type.take().as_deref() == Some("error") {
+                        return Err(Error::StreamBroken { url: self.url.clone(), message: data });
+                    }
+                    return Ok(Some(data));
                 }
             }
             match self.response.chunk().await {
@@ -53,10 +63,10 @@ impl LogStream {
     }
 }
 
-/// The value of an SSE `data` field (one optional space after the colon is not part of it);
-/// `None` for comments (keep-alives), other fields and blank lines.
-fn sse_data(line: &str) -> Option<&str> {
-    let value = line.strip_prefix("data")?;
+/// The value of the SSE field `name` on this line (one optional space after the colon is not
+/// part of it); `None` for comments (keep-alives), other fields and blank lines.
+fn sse_field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    let value = line.strip_prefix(name)?;
     if value.is_empty() {
         return Some("");
     }
@@ -66,7 +76,11 @@ fn sse_data(line: &str) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
-    use super::sse_data;
+    use super::sse_field;
+
+    fn sse_data(line: &str) -> Option<&str> {
+        sse_field(line, "data")
+    }
 
     #[test]
     fn data_fields_are_recognised_per_the_sse_rules() {
@@ -78,5 +92,6 @@ mod tests {
         assert_eq!(sse_data("event: log"), None);
         assert_eq!(sse_data("database: no"), None);
         assert_eq!(sse_data(""), None);
+        assert_eq!(sse_field("event: error", "event"), Some("error"));
     }
 }

@@ -118,19 +118,16 @@ pub async fn logs<P: Ports>(
         return Ok(Json(rendered?).into_response());
     }
     let lines = state.runtime.follow(&app.name, &query).await?;
-    // A broken log stream ends the response with an `error` event saying why, not silently.
-    let events = lines
-        .scan(false, |failed, line| {
-            let event = match (*failed, line) {
-                (true, _) => return std::future::ready(None),
-                (false, Ok(line)) => Event::default().data(line.render()),
-                (false, Err(error)) => {
-                    *failed = true;
-                    Event::default().event("error").data(error.to_string())
-                }
-            };
-            std::future::ready(Some(Ok::<_, Infallible>(event)))
-        })
-        .take_until(state.shutdown.clone().cancelled_owned());
+    // A broken log stream ends the response with an `error` event saying why, not silently,
+    // and right after it: waiting for the runtime's next line could hold the response open.
+    let events = futures_util::stream::unfold(Some(lines), |lines| async move {
+        let mut lines = lines?;
+        let (event, rest) = match lines.next().await? {
+            Ok(line) => (Event::default().data(line.render()), Some(lines)),
+            Err(error) => (Event::default().event("error").data(error.to_string()), None),
+        };
+        Some((Ok::<_, Infallible>(event), rest))
+    })
+    .take_until(state.shutdown.clone().cancelled_owned());
     Ok(Sse::new(events).keep_alive(KeepAlive::default()).into_response())
 }

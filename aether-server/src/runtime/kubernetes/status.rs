@@ -66,15 +66,19 @@ fn deadline_exceeded(deployment: &Deployment) -> Option<String> {
     Some(format!("ProgressDeadlineExceeded: {}", stalled.message.as_deref().unwrap_or("the rollout made no progress")))
 }
 
-/// Every replica of the current template is updated and available, as the Deployment
-/// controller has observed it.
+/// Every replica of the current template is updated and available and no pod of an older
+/// template is left, as the Deployment controller has observed it (what `kubectl rollout
+/// status` waits for). `availableReplicas` counts the old release's pods too: during a rolling
+/// update they keep it at `replicas`, so it proves nothing until the old pods are gone.
 fn rolled_out(deployment: &Deployment) -> bool {
     let (spec, Some(status)) = (&deployment.spec, deployment.status.as_ref()) else { return false };
     let desired = spec.replicas.unwrap_or(1);
     let generation = deployment.metadata.generation.unwrap_or(0);
+    let updated = status.updated_replicas.unwrap_or(0);
     status.observed_generation.unwrap_or(0) >= generation
-        && status.updated_replicas.unwrap_or(0) >= desired
-        && status.available_replicas.unwrap_or(0) >= desired
+        && updated >= desired
+        && status.replicas.unwrap_or(0) <= updated
+        && status.available_replicas.unwrap_or(0) >= updated
 }
 
 /// A pod whose fetcher failed (the artifact could not be downloaded or did not verify) or
@@ -158,8 +162,11 @@ mod tests {
 
     #[test]
     fn ready_once_every_replica_of_this_release_is_available() {
-        let observed = json!({ "observedGeneration": 2, "updatedReplicas": 1, "availableReplicas": 1 });
+        let observed = json!({ "observedGeneration": 2, "replicas": 1, "updatedReplicas": 1, "availableReplicas": 1 });
         assert_eq!(assess(Some(&deployment("d1", observed)), &[], "d1"), Assessment::Ready);
+        // Mid rolling update: the new pod exists but only the old one is available.
+        let surging = json!({ "observedGeneration": 2, "replicas": 2, "updatedReplicas": 1, "availableReplicas": 1 });
+        assert!(matches!(assess(Some(&deployment("d1", surging)), &[], "d1"), Assessment::Step(_)));
         let stale = json!({ "observedGeneration": 1, "updatedReplicas": 1, "availableReplicas": 1 });
         assert!(matches!(assess(Some(&deployment("d1", stale)), &[], "d1"), Assessment::Step(_)));
         let other = json!({ "observedGeneration": 2, "updatedReplicas": 1, "availableReplicas": 1 });

@@ -71,11 +71,15 @@ use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use serde::de::DeserializeOwned;
 
 pub use cluster::RecordedRequest;
+/// The object types this server stores, for tests in crates that do not depend on
+/// `k8s-openapi` themselves.
+pub use k8s_openapi;
 pub use routes::TOKEN;
 
-use cluster::Cluster;
+use cluster::{Cluster, object_name};
 use logs::LogLine;
 use resource::Kind;
+use store::EventType;
 use workload::Scenario;
 
 /// State shared by the HTTP handlers and the test's handle.
@@ -227,6 +231,41 @@ users:
     pub fn pods_of(&self, namespace: &str, deployment: &str) -> Vec<Pod> {
         let names = workload::pods_of(&self.shared.lock().store, namespace, deployment);
         names.iter().filter_map(|name| self.get(namespace, name)).collect()
+    }
+
+    /// Waits until the object `name` of type `K` in `namespace` exists and `condition` holds
+    /// for it, and returns it: checked on the stored object, then on each later change of it.
+    /// A test driving a control plane from outside (the `aether-server` binary) waits this way
+    /// for what that process applies, without polling. It never gives up on its own: wrap it in
+    /// a timeout. While it waits it counts among [`Self::watch_count`].
+    ///
+    /// # Panics
+    /// When `K` is not a type this server stores, or the watches are closed
+    /// ([`Self::close_watches`], [`Self::compact`]) before the condition holds.
+    pub async fn wait_for<K>(&self, namespace: &str, name: &str, mut condition: impl FnMut(&K) -> bool) -> K
+    where
+        K: k8s_openapi::Resource + DeserializeOwned,
+    {
+        let kind = kind_of::<K>();
+        // Read and subscribe under one lock: no change falls between the two.
+        let (mut candidate, mut changes) = {
+            let mut cluster = self.shared.lock();
+            let stored = cluster.store.get(kind, namespace, name).cloned();
+            (stored, cluster.store.subscribe(kind, kind.namespaced().then_some(namespace)))
+        };
+        loop {
+            if let Some(object) = candidate.take().map(typed::<K>)
+                && condition(&object)
+            {
+                return object;
+            }
+            let Some(change) = changes.recv().await else {
+                fail(&format!("the watches closed while waiting for {}/{name}", kind.name()));
+            };
+            if change.event != EventType::Deleted && object_name(&change.object).as_deref() == Some(name) {
+                candidate = Some(change.object.clone());
+            }
+        }
     }
 
     /// Server-side apply requests served so far (no-op applies included).
