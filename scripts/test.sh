@@ -16,12 +16,14 @@ python3 scripts/check_render_k8s.py
 PATH="$(./scripts/lib/install_s3s_fs.sh):$PATH"
 export PATH
 rust_status=0
+echo "== [${SECONDS}s] Rust tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast "$@" || rust_status=$?
 else
   cargo test --workspace --locked --no-fail-fast "$@" || rust_status=$?
 fi
 
+echo "== [${SECONDS}s] Python bindings"
 # The Python bindings: the extension built into a virtualenv (kept between runs), tested
 # against the `aether` and `aether-server` binaries of this checkout.
 target="${CARGO_TARGET_DIR:-$PWD/target}"
@@ -29,9 +31,11 @@ venv="$target/python-venv"
 [[ -x "$venv/bin/python" ]] || python3 -m venv "$venv"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r bindings/python/requirements-test.txt
 cargo build --locked -p aether-cli -p aether-server
-VIRTUAL_ENV="$venv" CARGO_TARGET_DIR="$target/python" \
+# The same target directory as the workspace: the dependencies both share are built once.
+VIRTUAL_ENV="$venv" CARGO_TARGET_DIR="$target" \
   "$venv/bin/maturin" develop --quiet --locked --manifest-path bindings/python/Cargo.toml
 AETHER_BIN="$target/debug/aether" AETHER_SERVER_BIN="$target/debug/aether-server" \
   "$venv/bin/python" -m pytest bindings/python/tests
 "$venv/bin/mypy" --strict examples/build.py
+echo "== [${SECONDS}s] done"
 exit "$rust_status"
