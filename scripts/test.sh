@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs Aether's whole test suite. Needs: Rust (cargo, cargo-nextest), Node.js with npm, Python 3
 # with pip and venv, PostgreSQL server binaries. Test-only Python packages (the official CycloneDX
-# and DSSE validators; Helm v4 as a library and the Kubernetes schemas, for the chart) are
-# installed from requirements-dev.txt first, and s3s-fs (a real S3-compatible server the tests
-# start) into ~/.cache/aether-ci. Arguments go to the Rust test runner.
+# and DSSE validators; Helm v4 as a library and the Kubernetes schemas, for the chart; moto, an
+# S3-compatible server) are installed from requirements-dev.txt first, and s3s-fs (the strict
+# S3-compatible server the tests start) into ~/.cache/aether-ci. Arguments go to the Rust test
+# runner.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"

@@ -7,27 +7,20 @@ mod common;
 
 use common::{aether_bin, server_bin};
 use std::io::{Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use aether_server::testing::postgres::TestPostgres;
+use aether_server::testing::process::ServerProcess;
 use aether_server::testing::s3::TestS3;
 use serde_json::Value;
 
 const TOKEN: &str = "e2e-admin-token";
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// A running `aether-server`; SIGTERM on drop so its releases are stopped too.
-struct Server {
-    child: Child,
-    url: String,
-    log: PathBuf,
-}
+/// A running `aether-server`; stopped with SIGTERM when dropped, so its releases stop too.
+struct Server(ServerProcess);
 
 impl Server {
     fn start(dir: &Path, database_url: Option<String>) -> Self {
@@ -36,52 +29,38 @@ impl Server {
     }
 
     fn start_with(dir: &Path, env: &[(String, String)]) -> Self {
-        let port = free_port();
-        let log = dir.join("server.log");
-        let mut command = Command::new(server_bin());
-        command
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", dir)
-            .env("AETHER_DATA_DIR", dir.join("data"))
-            .env("AETHER_LISTEN", format!("127.0.0.1:{port}"))
-            .env("AETHER_API_TOKENS", format!("{TOKEN}:admin"))
-            .env("AETHER_HEALTH_TIMEOUT_MS", "20000")
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(dir.join("server.out")).unwrap())
-            .stderr(std::fs::File::create(&log).unwrap());
-        command.envs(env.iter().map(|(name, value)| (name, value)));
-        let child = command.spawn().unwrap();
-        let server = Self { child, url: format!("http://127.0.0.1:{port}"), log };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while http_get(&format!("{}/healthz", server.url)).is_none() {
-            assert!(Instant::now() < deadline, "server did not start:\n{}", server.log());
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        server
+        let mut vars: Vec<(String, String)> = [
+            ("HOME", dir.display().to_string()),
+            ("AETHER_DATA_DIR", dir.join("data").display().to_string()),
+            ("AETHER_API_TOKENS", format!("{TOKEN}:admin")),
+            ("AETHER_HEALTH_TIMEOUT_MS", "20000".to_owned()),
+        ]
+        .map(|(name, value)| (name.to_owned(), value))
+        .into();
+        vars.extend_from_slice(env);
+        Self(ServerProcess::start(&server_bin(), &vars))
     }
+}
 
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+impl std::ops::Deref for Server {
+    type Target = ServerProcess;
+
+    fn deref(&self) -> &ServerProcess {
+        &self.0
     }
+}
 
-    fn stop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.child.try_wait().unwrap().is_none() {
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("server did not stop on SIGTERM:\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+impl std::ops::DerefMut for Server {
+    fn deref_mut(&mut self) -> &mut ServerProcess {
+        &mut self.0
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            self.stop();
+        // A failing test is already unwinding: a second panic would abort and hide the first.
+        if !std::thread::panicking() {
+            self.0.terminate();
         }
     }
 }
@@ -233,7 +212,7 @@ fn run_scenario(database_url: Option<String>) {
 
     // A follower sees the lines of the release that rollback starts, as they are printed.
     let mut follower = user
-        .command(&["logs", "--app", "sample-node", "--follow", "--tail", "0"])
+        .command(&["logs", "--app", "sample-node", "--follow", "--tail", "1"])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -245,7 +224,8 @@ fn run_scenario(database_url: Option<String>) {
             let _ = lines_tx.send(line);
         }
     });
-    std::thread::sleep(Duration::from_millis(300));
+    // The tail arriving means the server follows the app's output from here on.
+    lines_rx.recv_timeout(Duration::from_secs(10)).expect("the followed tail");
 
     // Rollback brings 1.0.0 back.
     let (code, rollback) = user.json(&["rollback", "--app", "sample-node"]);
@@ -255,8 +235,10 @@ fn run_scenario(database_url: Option<String>) {
     let rolled_back_url = rollback["url"].as_str().unwrap().to_owned();
     assert_eq!(app_version(&rolled_back_url), "1.0.0");
     let port = rolled_back_url.rsplit(':').next().unwrap().to_owned();
-    let followed = lines_rx.recv_timeout(Duration::from_secs(10)).expect("a followed line");
-    assert!(followed.contains(&format!("listening on port {port}")), "{followed}");
+    let listening = format!("listening on port {port}");
+    let followed = std::iter::from_fn(|| lines_rx.recv_timeout(Duration::from_secs(10)).ok())
+        .find(|line| line.contains(&listening));
+    assert!(followed.is_some(), "the follower never printed {listening:?}");
     let _ = follower.kill();
     let _ = follower.wait();
 
@@ -291,7 +273,7 @@ fn run_scenario(database_url: Option<String>) {
     user.json(&["login", "--token", TOKEN, "--api", &server.url]);
 
     // Stopping the server stops the app it runs.
-    server.stop();
+    server.terminate();
     assert!(http_get(&rolled_back_url).is_none(), "the release outlived the server");
     let (code, down) = user.json(&["list"]);
     assert_eq!(code, 40, "{down}");

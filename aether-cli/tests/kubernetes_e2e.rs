@@ -13,12 +13,12 @@ use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc::{self, Receiver};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aether_server::testing::kube::FakeKube;
 use aether_server::testing::kube::k8s_openapi::api::apps::v1::Deployment;
 use aether_server::testing::kube::k8s_openapi::api::core::v1::{Secret, Service};
+use aether_server::testing::process::ServerProcess;
 use serde_json::Value;
 
 const TOKEN: &str = "kubernetes-e2e-admin-token";
@@ -90,78 +90,21 @@ fn hex(digest: &Value) -> &str {
     digest.as_str().unwrap().trim_start_matches("sha256:")
 }
 
-/// A running `aether-server` on the cluster; killed when dropped (workloads outlive it anyway).
-struct Server {
-    child: Child,
-    url: String,
-    lines: Receiver<String>,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Server {
-    /// Starts the server on `dir`'s data, and waits for it to say where it listens.
-    fn start(dir: &Path, cluster: &Cluster) -> Self {
-        let mut child = Command::new(server_bin())
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", dir)
-            .env("AETHER_DATA_DIR", dir.join("data"))
-            .env("AETHER_LISTEN", "127.0.0.1:0")
-            .env("AETHER_API_TOKENS", format!("{TOKEN}:admin"))
-            .env("AETHER_RUNTIME", "kubernetes")
-            .env("KUBECONFIG", &cluster.kubeconfig)
-            .env("AETHER_DEFAULT_NAMESPACE", NAMESPACE)
-            .env("AETHER_FETCHER_IMAGE", "aether-server:e2e")
-            .env("AETHER_ROLLOUT_TIMEOUT_SECS", "3600")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (sender, lines) = mpsc::channel();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (stderr, kept) = (child.stderr.take().unwrap(), Arc::clone(&log));
-        // Drained to the end, so the server never blocks on a full pipe.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                kept.lock().unwrap().push(line.clone());
-                let _ = sender.send(line);
-            }
-        });
-        let mut server = Self { child, url: String::new(), lines, log };
-        let listening = server.wait_for_line("aether-server listening");
-        let address = listening.split_whitespace().find_map(|field| field.strip_prefix("address="));
-        server.url = format!("http://{}", address.unwrap_or_else(|| panic!("no address in {listening:?}")));
-        server
-    }
-
-    /// Waits for the server to log a line containing `needle`.
-    fn wait_for_line(&self, needle: &str) -> String {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            match self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(_) => {}
-                Err(_) => panic!("the server never logged {needle:?}:\n{}", self.log()),
-            }
-        }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().join("\n")
-    }
-
-    /// SIGKILL: nothing of the process gets to run again.
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// Starts `aether-server` on the cluster, on `dir`'s data; killed when dropped (workloads
+/// outlive it anyway).
+fn start_server(dir: &Path, cluster: &Cluster) -> ServerProcess {
+    let vars = [
+        ("HOME", dir.display().to_string()),
+        ("AETHER_DATA_DIR", dir.join("data").display().to_string()),
+        ("AETHER_API_TOKENS", format!("{TOKEN}:admin")),
+        ("AETHER_RUNTIME", "kubernetes".to_owned()),
+        ("KUBECONFIG", cluster.kubeconfig.display().to_string()),
+        ("AETHER_DEFAULT_NAMESPACE", NAMESPACE.to_owned()),
+        ("AETHER_FETCHER_IMAGE", "aether-server:e2e".to_owned()),
+        ("AETHER_ROLLOUT_TIMEOUT_SECS", "3600".to_owned()),
+    ]
+    .map(|(name, value)| (name.to_owned(), value));
+    ServerProcess::start(&server_bin(), &vars)
 }
 
 /// A copy of the sample app and a private home for the CLI, which reaches the server through
@@ -173,7 +116,7 @@ struct User {
 }
 
 impl User {
-    fn new(dir: &Path, server: &Server) -> Self {
+    fn new(dir: &Path, server: &ServerProcess) -> Self {
         let project = dir.join("sample-node");
         std::fs::create_dir_all(&project).unwrap();
         let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/sample-node");
@@ -313,7 +256,7 @@ impl Drop for Follower {
 /// A cluster, a server on it and a user with the sample app, in one temporary directory.
 struct Setup {
     user: User,
-    server: Server,
+    server: ServerProcess,
     cluster: Cluster,
     dir: tempfile::TempDir,
 }
@@ -322,7 +265,7 @@ impl Setup {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let cluster = Cluster::start(dir.path());
-        let server = Server::start(dir.path(), &cluster);
+        let server = start_server(dir.path(), &cluster);
         let user = User::new(dir.path(), &server);
         Self { user, server, cluster, dir }
     }
@@ -516,7 +459,7 @@ fn a_restarted_server_follows_the_rollout_it_left_without_applying_it_again() {
 
     setup.server.kill();
     let requests_before = setup.cluster.fake.requests().len();
-    setup.server = Server::start(setup.dir.path(), &setup.cluster);
+    setup.server = start_server(setup.dir.path(), &setup.cluster);
     setup.user.api = setup.server.url.clone();
     let status = setup.user.status();
     assert_eq!((status["latest"]["id"].as_str(), status["latest"]["status"].as_str()), (Some(&*id), Some("deploying")));

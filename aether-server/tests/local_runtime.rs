@@ -252,7 +252,7 @@ async fn wrong_digests_and_signatures_fail_before_anything_runs() {
     let Err(reason) = fx.roll_out(&forged).await else { panic!("a forged signature ran") };
     assert!(reason.contains("signature"), "{reason}");
 
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Verification comes before the start: once the rollout failed, nothing can run any more.
     assert!(!pids.exists(), "the artifact ran although it failed verification");
     assert!(fx.logs(all()).await.is_empty());
     let leftovers: Vec<_> = std::fs::read_dir(fx.releases().join(APP))
@@ -332,7 +332,21 @@ async fn logs_filter_by_deployment_and_time() {
     tokio::time::sleep(Duration::from_millis(20)).await;
     get(&format!("{two}/say?late")).await.unwrap();
     get(&format!("{one}/say?later")).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The apps print before they answer; their output reaches the log as each pipe is read.
+    // Subscribed first, then checked: a line arrives in one or the other.
+    let mut follow = fx.runtime.follow(APP, &LogQuery { tail: 0, ..all() }).await.unwrap();
+    let present = fx.logs(all()).await;
+    let mut missing: Vec<&str> = ["said late", "said later"]
+        .into_iter()
+        .filter(|text| !present.iter().any(|line| line.ends_with(text)))
+        .collect();
+    let arrived = async {
+        while !missing.is_empty() {
+            let line = follow.next().await.expect("the log stream ended").unwrap().render();
+            missing.retain(|text| !line.ends_with(text));
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), arrived).await.expect("the lines never reached the log");
 
     let only_one = fx.logs(LogQuery { deployment_id: Some("aaaaaaaa-one".into()), ..all() }).await;
     assert!(only_one.iter().all(|l| l.contains(" aaaaaaaa stdout: ")), "{only_one:?}");

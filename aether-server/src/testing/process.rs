@@ -4,13 +4,15 @@
 
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 /// How long a server may take to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a server may take to stop on SIGTERM (it stops the releases it runs first).
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A running server; killed (SIGKILL) when dropped.
 #[derive(Debug)]
@@ -67,6 +69,39 @@ impl ServerProcess {
     /// Everything it logged so far.
     pub fn log(&self) -> String {
         self.log.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// SIGTERM, then the exit: a graceful stop, as a service manager does it.
+    ///
+    /// # Panics
+    /// When it is still running after [`STOP_TIMEOUT`] (it is then killed).
+    #[allow(clippy::panic)]
+    pub fn terminate(&mut self) -> ExitStatus {
+        use nix::sys::signal::{Signal, kill};
+        use nix::unistd::Pid;
+        if let Ok(Some(status)) = self.child.try_wait() {
+            return status;
+        }
+        let pid = Pid::from_raw(i32::try_from(self.child.id()).unwrap_or(i32::MAX));
+        let _ = kill(pid, Signal::SIGTERM);
+        // A watchdog ends a stop that hangs, so that this wait always returns.
+        let (stopped, told) = mpsc::channel::<()>();
+        let watchdog = std::thread::spawn(move || {
+            let hung = matches!(told.recv_timeout(STOP_TIMEOUT), Err(mpsc::RecvTimeoutError::Timeout));
+            if hung {
+                let _ = kill(pid, Signal::SIGKILL);
+            }
+            hung
+        });
+        let status = self.child.wait();
+        let _ = stopped.send(());
+        if watchdog.join().unwrap_or(true) {
+            panic!("aether-server did not stop on SIGTERM within {STOP_TIMEOUT:?}:\n{}", self.log());
+        }
+        match status {
+            Ok(status) => status,
+            Err(error) => panic!("waiting for aether-server failed: {error}"),
+        }
     }
 
     /// `kill -9`: no chance to clean up, as in a crash.

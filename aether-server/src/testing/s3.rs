@@ -1,12 +1,18 @@
-//! A private S3-compatible server for tests: `s3s-fs`, which checks SigV4 signatures and
-//! presigned URLs' expiry, on 127.0.0.1 at a port it picks itself, over a temporary directory.
+//! Private S3-compatible servers for tests, on 127.0.0.1 at a port they pick themselves:
+//! `s3s-fs` (over a temporary directory; it checks SigV4 signatures and presigned URLs' expiry)
+//! and, as a second implementation that catches what one server's habits hide, `moto` (in
+//! memory; it checks neither signatures, expiry nor the checksum signed into a URL, and behaves
+//! like AWS where s3s-fs cuts corners: ETags in `ListParts`, `ListMultipartUploads`).
 //!
-//! The binary comes from `AETHER_TEST_S3S_FS`, then `PATH`, then
+//! `s3s-fs` comes from `AETHER_TEST_S3S_FS`, then `PATH`, then
 //! `${XDG_CACHE_HOME:-~/.cache}/aether-ci/s3s-fs/bin/s3s-fs` (where `scripts/test.sh` installs
-//! it). [`TestS3::stop`] and [`TestS3::resume`] take it down and bring it back on the same
-//! port and data, to test how the control plane lives through an outage.
+//! it); `moto` is run as `python3 -m moto.server` (`AETHER_TEST_PYTHON` names another
+//! interpreter), installed by `scripts/test.sh` from `requirements-dev.txt`. [`TestS3::stop`] and
+//! [`TestS3::resume`] take the server down and bring it back on the same port (and, for
+//! `s3s-fs`, the same data), to test how the control plane lives through an outage.
 
-use std::io::{BufRead as _, BufReader};
+use std::ffi::OsString;
+use std::io::{BufRead as _, BufReader, Read};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
@@ -19,16 +25,76 @@ pub const SECRET_KEY: &str = "aether-test-secret-key";
 pub enum TestS3Error {
     #[error("s3s-fs not found (set AETHER_TEST_S3S_FS, put it on PATH, or run scripts/test.sh, which installs it)")]
     NotInstalled,
-    #[error("s3s-fs did not report its address; it printed: {0}")]
-    NoAddress(String),
-    #[error("I/O error while starting s3s-fs")]
+    #[error("{0} did not report its address; it printed: {1}")]
+    NoAddress(&'static str, String),
+    #[error("I/O error while starting the S3 server")]
     Io(#[from] std::io::Error),
+}
+
+/// Which S3 implementation a [`TestS3`] runs.
+#[derive(Debug, Clone)]
+enum Server {
+    S3sFs(PathBuf),
+    /// The Python interpreter that has `moto[server]`.
+    Moto(OsString),
+}
+
+impl Server {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::S3sFs(_) => "s3s-fs",
+            Self::Moto(_) => "moto",
+        }
+    }
+
+    /// The server's command, listening on `port` and storing under `dir`.
+    fn command(&self, port: &str, dir: &std::path::Path) -> Command {
+        match self {
+            Self::S3sFs(binary) => {
+                let mut command = Command::new(binary);
+                command
+                    .args([
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        port,
+                        "--access-key",
+                        ACCESS_KEY,
+                        "--secret-key",
+                        SECRET_KEY,
+                    ])
+                    .arg(dir)
+                    .env("RUST_LOG", "info")
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::null());
+                command
+            }
+            Self::Moto(python) => {
+                let mut command = Command::new(python);
+                command
+                    .args(["-m", "moto.server", "--host", "127.0.0.1", "--port", port])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped());
+                command
+            }
+        }
+    }
+
+    /// Where the server says it listens, from one line of its output.
+    fn address_in(&self, line: &str) -> Option<String> {
+        let marker = match self {
+            Self::S3sFs(_) => "server is running at ",
+            Self::Moto(_) => "Running on ",
+        };
+        let (_, rest) = line.split_once(marker)?;
+        Some(rest.split_whitespace().next()?.trim_end_matches('/').to_owned())
+    }
 }
 
 /// A running server; stopped, and its data removed, when dropped.
 #[derive(Debug)]
 pub struct TestS3 {
-    binary: PathBuf,
+    server: Server,
     dir: tempfile::TempDir,
     child: Option<Child>,
     /// `http://127.0.0.1:<port>`.
@@ -36,10 +102,20 @@ pub struct TestS3 {
 }
 
 impl TestS3 {
+    /// `s3s-fs`, the strict one: signatures and expiry checked.
     pub fn start() -> Result<Self, TestS3Error> {
-        let binary = find_binary().ok_or(TestS3Error::NotInstalled)?;
+        Self::launch(Server::S3sFs(find_binary().ok_or(TestS3Error::NotInstalled)?))
+    }
+
+    /// `moto`, the second implementation.
+    pub fn start_moto() -> Result<Self, TestS3Error> {
+        let python = std::env::var_os("AETHER_TEST_PYTHON").unwrap_or_else(|| "python3".into());
+        Self::launch(Server::Moto(python))
+    }
+
+    fn launch(server: Server) -> Result<Self, TestS3Error> {
         let dir = tempfile::Builder::new().prefix("aether-s3-").tempdir()?;
-        let mut server = Self { binary, dir, child: None, endpoint: String::new() };
+        let mut server = Self { server, dir, child: None, endpoint: String::new() };
         server.spawn("0")?;
         Ok(server)
     }
@@ -59,25 +135,22 @@ impl TestS3 {
     }
 
     fn spawn(&mut self, port: &str) -> Result<(), TestS3Error> {
-        let mut child = Command::new(&self.binary)
-            .args(["--host", "127.0.0.1", "--port", port, "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
-            .arg(self.dir.path())
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()?;
-        let stdout = child.stdout.take().ok_or_else(|| TestS3Error::NoAddress("no stdout".into()))?;
-        let mut lines = BufReader::new(stdout).lines();
+        let mut child = self.server.command(port, self.dir.path()).stdin(Stdio::null()).spawn()?;
+        let output: Box<dyn Read + Send> = match (child.stdout.take(), child.stderr.take()) {
+            (Some(stdout), _) => Box::new(stdout),
+            (None, Some(stderr)) => Box::new(stderr),
+            (None, None) => return Err(TestS3Error::NoAddress(self.server.name(), "no output".into())),
+        };
+        let mut lines = BufReader::new(output).lines();
         let mut seen = String::new();
         // The address is logged once the listener is bound: the event this waits on.
         let address = loop {
             let Some(line) = lines.next().transpose()? else {
                 let _ = child.kill();
-                return Err(TestS3Error::NoAddress(seen));
+                return Err(TestS3Error::NoAddress(self.server.name(), seen));
             };
-            if let Some((_, rest)) = line.split_once("server is running at ") {
-                break rest.trim().trim_end_matches('/').to_owned();
+            if let Some(address) = self.server.address_in(&line) {
+                break address;
             }
             seen.push_str(&line);
             seen.push('\n');

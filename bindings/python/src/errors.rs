@@ -58,7 +58,9 @@ pub fn sdk_error(py: Python<'_>, error: &Error) -> PyErr {
             let _ = value.setattr("message", server_message);
             err
         }
-        Error::Http { .. } | Error::Protocol { .. } | Error::StreamBroken { .. } => raise::<NetworkError>(py, &message, error.code()),
+        Error::Http { .. } | Error::Protocol { .. } | Error::StreamBroken { .. } => {
+            raise::<NetworkError>(py, &message, error.code())
+        }
         Error::SigningKey { .. }
         | Error::SigningKeyFile { .. }
         | Error::Config { .. }
