@@ -191,6 +191,7 @@ async fn two_replicas_are_one_control_plane_and_take_over_from_each_other() {
     let done = cluster.deployment_until(survivor, &second, status_is("running")).await;
     let took = killed_at.elapsed();
     assert!(took < Duration::from_secs(LEASE_SECS) + Duration::from_secs(2), "taken over after {took:?}");
+    eprintln!("the survivor finished the rollout {took:?} after the kill (lease {LEASE_SECS} s)");
     assert_eq!(cluster.kube.apply_count(), applies, "the survivor applied the release again");
     let (_, old) = cluster.call(survivor, reqwest::Method::GET, &format!("/deployments/{first}"), None).await;
     assert_eq!(old["status"], "superseded", "{old}");
