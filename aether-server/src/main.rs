@@ -174,7 +174,13 @@ async fn serve<P: Ports<Store = SqlStore, Blobs = AnyArtifactStore>>(
         // Ends the log streams, which would otherwise hold the graceful shutdown open forever.
         token.cancel();
     };
-    tracing::info!(address = %listener.local_addr()?, tls = tls.is_some(), runtime = state.runtime.name(), "aether-server listening");
+    tracing::info!(
+        address = %listener.local_addr()?,
+        tls = tls.is_some(),
+        runtime = state.runtime.name(),
+        replica = state.leases.replica_id(),
+        "aether-server listening"
+    );
     let served = match tls {
         Some(tls) => serve_tls(listener, tls, router, stopping).await,
         None => axum::serve(tokio::net::TcpListener::from_std(listener)?, router)

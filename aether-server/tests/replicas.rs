@@ -26,6 +26,8 @@ const PATIENCE: Duration = Duration::from_secs(45);
 /// Everything the replicas share.
 struct Cluster {
     _pg: TestPostgres,
+    /// The replicas' database, for what only it can tell (who holds a lease).
+    database: String,
     _s3: TestS3,
     kube: FakeKube,
     vars: Vec<(String, String)>,
@@ -59,7 +61,7 @@ impl Cluster {
         );
         vars.extend(extra.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())));
         let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build().unwrap();
-        Self { _pg: pg, _s3: s3, kube, vars, http, _dir: dir }
+        Self { _pg: pg, database, _s3: s3, kube, vars, http, _dir: dir }
     }
 
     /// A replica with its own data directory (it keeps nothing there but the presign key).
@@ -124,6 +126,13 @@ impl Cluster {
         }
     }
 
+    /// The replica holding the lease `name`.
+    async fn lease_owner(&self, name: &str) -> String {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&self.database).await.unwrap();
+        sqlx::query_scalar("SELECT owner FROM leases WHERE name = $1").bind(name).fetch_one(&pool).await.unwrap()
+    }
+
     /// Waits until the cluster's Deployment rolls out `id`: the rollout reached the cluster.
     async fn applied(&self, id: &str) {
         let deadline = Instant::now() + PATIENCE;
@@ -175,15 +184,15 @@ async fn two_replicas_are_one_control_plane_and_take_over_from_each_other() {
     let ids: BTreeSet<String> = futures_util::future::join_all(racing).await.into_iter().collect();
     assert_eq!(ids.len(), 1, "{ids:?}");
     let second = ids.into_iter().next().unwrap();
-    cluster.applied(&second).await;
+    // The first step reported means the release is applied whole and being watched.
+    let watched = |d: &Value| d["events"].as_array().is_some_and(|events| events.iter().any(|e| e["from"] == e["to"]));
+    cluster.deployment_until(&a, &second, watched).await;
     let applies = cluster.kube.apply_count();
 
     // The replica following the rollout is killed; the other takes it over within the lease.
-    let applied_by = |server: &ServerProcess| {
-        server.log().lines().any(|line| line.contains("applied the release") && line.contains(second.as_str()))
-    };
-    let following_is_a = applied_by(&a);
-    assert_ne!(following_is_a, applied_by(&b), "exactly one replica rolls the deployment out");
+    let follower = cluster.lease_owner(&format!("rollout:{second}")).await;
+    let following_is_a = Some(&follower) == a.replica_id().as_ref();
+    assert!(following_is_a || Some(&follower) == b.replica_id().as_ref(), "{follower} is neither replica");
     let (survivor, victim) = if following_is_a { (&b, &mut a) } else { (&a, &mut b) };
     victim.kill();
     let killed_at = Instant::now();
@@ -203,7 +212,7 @@ async fn two_replicas_are_one_control_plane_and_take_over_from_each_other() {
     let c = cluster.replica("c");
     let v3 = cluster.upload(&c, &c, b"release three").await;
     let third = cluster.deploy(&c, &v3, "deploy-3").await;
-    cluster.applied(&third).await;
+    cluster.deployment_until(&c, &third, watched).await;
     drop(c);
     let (c, d) = (cluster.replica("c"), cluster.replica("d"));
     cluster.kube.set_ready(NS, APP);

@@ -48,14 +48,17 @@ impl ServerProcess {
         let collected = Arc::clone(&log);
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                // Logged before the address is passed on: once started, the log has the line.
+                {
+                    let mut log = collected.lock().unwrap_or_else(PoisonError::into_inner);
+                    log.push_str(&line);
+                    log.push('\n');
+                }
                 if line.contains("aether-server listening")
-                    && let Some(address) = line.split_whitespace().find_map(|word| word.strip_prefix("address="))
+                    && let Some(address) = field(&line, "address")
                 {
                     let _ = address_tx.send(address.to_owned());
                 }
-                let mut log = collected.lock().unwrap_or_else(PoisonError::into_inner);
-                log.push_str(&line);
-                log.push('\n');
             }
         });
         let Ok(address) = address_rx.recv_timeout(START_TIMEOUT) else {
@@ -64,6 +67,13 @@ impl ServerProcess {
             panic!("aether-server did not start listening:\n{log}");
         };
         Self { child, url: format!("http://{address}"), log }
+    }
+
+    /// The replica id it announced when it started listening (what the `leases` table calls it).
+    pub fn replica_id(&self) -> Option<String> {
+        let log = self.log();
+        let listening = log.lines().find(|line| line.contains("aether-server listening"))?;
+        field(listening, "replica").map(|id| id.trim_matches('"').to_owned())
     }
 
     /// Everything it logged so far.
@@ -115,4 +125,9 @@ impl Drop for ServerProcess {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The value of `name=value` in a log line.
+fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    line.split_whitespace().find_map(|word| word.strip_prefix(name)?.strip_prefix('='))
 }
