@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{aether_bin, server_bin};
+use common::{aether_bin, sample_project, server_bin};
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -73,14 +73,7 @@ struct User {
 
 impl User {
     fn new(dir: &Path) -> Self {
-        let project = dir.join("sample-node");
-        std::fs::create_dir_all(&project).unwrap();
-        let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/sample-node");
-        for name in ["package.json", "package-lock.json", "server.js"] {
-            std::fs::copy(sample.join(name), project.join(name)).unwrap();
-        }
-        let home = dir.join("home");
-        std::fs::create_dir_all(&home).unwrap();
+        let (home, project) = sample_project(dir);
         Self { home, project }
     }
 
