@@ -122,9 +122,9 @@ pub struct LogsArgs {
     /// Only lines from this long ago onwards, e.g. `10m`, `2h`.
     #[arg(long, value_name = "DURATION", value_parser = crate::duration::parse)]
     pub since: Option<std::time::Duration>,
-    /// How many of the most recent lines to print.
-    #[arg(long, value_name = "N", default_value_t = 100)]
-    pub tail: usize,
+    /// How many of the most recent lines to print (at most 10000).
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u16).range(0..=10_000))]
+    pub tail: u16,
 }
 
 #[derive(Debug, Args)]

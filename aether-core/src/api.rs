@@ -8,12 +8,15 @@ use serde::{Deserialize, Serialize};
 use crate::deployment::DeploymentStatus;
 use crate::wire::{AppName, Digest};
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", schema(example = json!({"name": "web"})))]
 pub struct CreateAppRequest {
     pub name: AppName,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppResponse {
     pub id: String,
@@ -21,12 +24,16 @@ pub struct AppResponse {
     pub created_at: String,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AddPublicKeyRequest {
+    /// The 32-byte Ed25519 public key, hex; it must be a point of the curve.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[0-9a-fA-F]{64}$"))]
     pub public_key_hex: String,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PublicKeyResponse {
     pub app_id: String,
@@ -34,16 +41,19 @@ pub struct PublicKeyResponse {
     pub active: bool,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ArtifactResponse {
     pub id: String,
     pub digest: String,
+    #[serde(deserialize_with = "crate::wire::integer::u64")]
     pub size_bytes: u64,
     pub storage_key: String,
     pub signed: bool,
     pub created_at: String,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ArtifactPage {
     pub items: Vec<ArtifactResponse>,
@@ -52,6 +62,7 @@ pub struct ArtifactPage {
 }
 
 /// Reply to the legacy direct upload, `POST /artifacts`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LegacyUploadResponse {
     pub artifact_url: String,
@@ -61,14 +72,25 @@ pub struct LegacyUploadResponse {
     pub verified: bool,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(
+    feature = "openapi",
+    schema(example = json!({
+        "app_name": "web",
+        "digest": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+        "size_bytes": 4_194_304
+    }))
+)]
 pub struct PresignRequest {
     pub app_name: AppName,
     pub digest: Digest,
+    #[serde(deserialize_with = "crate::wire::integer::u64")]
     pub size_bytes: u64,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PresignResponse {
     /// Empty when `method` is `NONE`.
@@ -84,21 +106,27 @@ pub struct PresignResponse {
     pub headers: std::collections::BTreeMap<String, String>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CompleteRequest {
     pub app_name: AppName,
     pub digest: Digest,
+    #[serde(deserialize_with = "crate::wire::integer::u64")]
     pub size_bytes: u64,
+    /// The `storage_key` presign returned; it must be the digest's.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^artifacts/sha256/[0-9a-f]{64}\\.tar\\.gz$"))]
     pub storage_key: Option<String>,
     /// The `upload_id` presign returned. Without it the app's newest upload of the digest is
     /// completed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::wire::Id>))]
     pub upload_id: Option<String>,
     pub signature: Option<String>,
     pub idempotency_key: Option<String>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CompleteResponse {
     pub artifact_id: String,
@@ -110,29 +138,37 @@ pub struct CompleteResponse {
     pub idempotency_key: Option<String>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MultipartInitRequest {
     pub app_name: AppName,
     pub digest: Digest,
+    #[serde(deserialize_with = "crate::wire::integer::u64")]
     pub size_bytes: u64,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MultipartInitResponse {
     pub upload_id: String,
     pub storage_key: String,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PresignPartRequest {
     pub app_name: AppName,
     pub digest: Digest,
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::wire::Id))]
     pub upload_id: String,
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 10000))]
+    #[serde(deserialize_with = "crate::wire::integer::u32")]
     pub part_number: u32,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PresignPartResponse {
     pub url: String,
@@ -140,42 +176,85 @@ pub struct PresignPartResponse {
     pub headers: std::collections::BTreeMap<String, String>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CompletedPart {
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 10000))]
+    #[serde(deserialize_with = "crate::wire::integer::u32")]
     pub part_number: u32,
     pub etag: String,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MultipartCompleteRequest {
     pub app_name: AppName,
     pub digest: Digest,
+    #[serde(deserialize_with = "crate::wire::integer::u64")]
     pub size_bytes: u64,
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::wire::Id))]
     pub upload_id: String,
+    /// Every part, by ascending part number.
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 10000))]
     pub parts: Vec<CompletedPart>,
     pub signature: Option<String>,
     pub idempotency_key: Option<String>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(
+    feature = "openapi",
+    schema(example = json!({
+        "app_name": "web",
+        "digest": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+        "idempotency_key": "deploy-2026-12-07-1",
+        "env": {"NODE_ENV": "production"}
+    }))
+)]
 pub struct CreateDeploymentRequest {
     pub app_name: AppName,
     pub digest: Digest,
+    /// The runtime to run on; it must be the server's (the document lists it).
     pub runtime: Option<String>,
     pub signature: Option<String>,
+    /// Replaying a request with the same key answers the deployment it created.
     pub idempotency_key: Option<String>,
     /// Environment variables the release runs with; see [`validate_env`].
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = env_schema))]
     pub env: BTreeMap<String, String>,
 }
 
+/// The schema of a deployment's environment: exactly what [`validate_env`] accepts.
+#[cfg(feature = "openapi")]
+fn env_schema() -> utoipa::openapi::Object {
+    use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
+    let name = ObjectBuilder::new().schema_type(Type::String).pattern(Some(ENV_NAME_PATTERN));
+    let value = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .max_length(Some(MAX_ENV_VALUE_CHARS))
+        .pattern(Some("^[^\\x00]*$"));
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property_names(Some(name))
+        .additional_properties(Some(AdditionalProperties::RefOr(value.into())))
+        .max_properties(Some(MAX_ENV_VARS))
+        .description(Some("Variable names as in a shell, not `PORT` (the runtime sets it)."))
+        .build()
+}
+
+/// What [`validate_env`] accepts as a name: a shell variable name of at most 256 characters
+/// other than `PORT`.
+pub const ENV_NAME_PATTERN: &str = "^(?!PORT$)[A-Za-z_][A-Za-z0-9_]{0,255}$";
+
 /// Most variables one deployment may set.
 pub const MAX_ENV_VARS: usize = 256;
-/// Longest value of one variable, in bytes.
-pub const MAX_ENV_VALUE_BYTES: usize = 32 * 1024;
+/// Longest value of one variable, in characters (Unicode scalar values, as JSON Schema counts).
+pub const MAX_ENV_VALUE_CHARS: usize = 32 * 1024;
 
 /// Checks a deployment's environment: names like shell variables (`[A-Za-z_][A-Za-z0-9_]*`),
 /// no NUL bytes, bounded sizes, and not `PORT`, which the runtime assigns.
@@ -192,8 +271,10 @@ pub fn validate_env(env: &BTreeMap<String, String>) -> Result<(), String> {
         if name == "PORT" {
             return Err("PORT is set by the runtime and cannot be overridden".to_owned());
         }
-        if value.len() > MAX_ENV_VALUE_BYTES || value.contains('\0') {
-            return Err(format!("the value of {name} is longer than {MAX_ENV_VALUE_BYTES} bytes or holds a NUL byte"));
+        if value.chars().count() > MAX_ENV_VALUE_CHARS || value.contains('\0') {
+            return Err(format!(
+                "the value of {name} is longer than {MAX_ENV_VALUE_CHARS} characters or holds a NUL byte"
+            ));
         }
     }
     Ok(())
@@ -209,6 +290,7 @@ pub fn env_sha256(env: &BTreeMap<String, String>) -> Option<String> {
     Some(crate::digest::sha256_hex(&canonical))
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeploymentEventResponse {
     pub from: Option<DeploymentStatus>,
@@ -217,6 +299,7 @@ pub struct DeploymentEventResponse {
     pub at: String,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeploymentResponse {
     pub id: String,
@@ -235,20 +318,31 @@ pub struct DeploymentResponse {
     pub events: Option<Vec<DeploymentEventResponse>>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", schema(example = json!({})))]
 pub struct RollbackRequest {
+    /// The deployment whose release to run again; by default the one before the current one.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::wire::Id>))]
     pub to: Option<String>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", schema(example = json!({"role": "deployer", "name": "ci", "ttl_secs": 86400})))]
 pub struct CreateTokenRequest {
+    #[cfg_attr(feature = "openapi", schema(pattern = "^(admin|deployer|reader)$"))]
     pub role: String,
     pub name: Option<String>,
+    /// Lifetime; without it the token lasts until revoked.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 31_536_000))]
+    #[serde(default, deserialize_with = "crate::wire::integer::option_u64")]
     pub ttl_secs: Option<u64>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreateTokenResponse {
     pub id: String,
@@ -281,7 +375,7 @@ mod tests {
             assert!(validate_env(&env(&[(bad, "v")])).is_err(), "{bad:?}");
         }
         assert!(validate_env(&env(&[("A", "nul\0byte")])).is_err());
-        assert!(validate_env(&env(&[("A", &"x".repeat(MAX_ENV_VALUE_BYTES + 1))])).is_err());
+        assert!(validate_env(&env(&[("A", &"x".repeat(MAX_ENV_VALUE_CHARS + 1))])).is_err());
         let many: BTreeMap<String, String> = (0..=MAX_ENV_VARS).map(|i| (format!("V{i}"), String::new())).collect();
         assert!(validate_env(&many).is_err());
     }

@@ -39,7 +39,7 @@ pub fn router<P: Ports>(state: AppState<P>) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz::<P>))
         .route("/metrics", get(health::metrics::<P>))
-        .route("/openapi.json", get(crate::openapi::document));
+        .route("/openapi.json", get(crate::openapi::document::<P>));
     if state.blobs.serves_presigned_urls() {
         // Presigned URLs of the local store carry their own HMAC authorisation, like S3's.
         public = public

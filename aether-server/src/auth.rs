@@ -35,15 +35,10 @@ pub fn new_secret() -> String {
     format!("aether_{}", hex::encode(bytes))
 }
 
-/// The role a request needs: readers may only read, admins alone manage tokens and keys.
-pub fn required_role(method: &Method, path: &str) -> Role {
-    if method == Method::GET || method == Method::HEAD {
-        Role::Reader
-    } else if path.starts_with("/tokens") || path.ends_with("/public-keys") {
-        Role::Admin
-    } else {
-        Role::Deployer
-    }
+/// The role the route `method route` needs, `route` being its template (`/tokens/{id}`), as the
+/// route table says; a route missing from the table needs the highest role.
+pub fn required_role(method: &Method, route: &str) -> Role {
+    crate::openapi::find(method.as_str(), route).and_then(|r| r.role).unwrap_or(Role::Admin)
 }
 
 fn match_static(tokens: &[StaticToken], presented_hash: &str) -> Option<Role> {
@@ -92,7 +87,8 @@ pub async fn require_token<S: crate::state::Ports>(
 ) -> Result<Response, ApiError> {
     let header = request.headers().get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let caller = authenticate(&state.config.static_tokens, state.store.as_ref(), header, now_ms()).await?;
-    let needed = required_role(request.method(), request.uri().path());
+    let route = request.extensions().get::<axum::extract::MatchedPath>().map_or("", |matched| matched.as_str());
+    let needed = required_role(request.method(), route);
     if caller.role < needed {
         return Err(ApiError::forbidden(format!(
             "this token's role is {}; {} {} needs {}",
@@ -133,12 +129,14 @@ mod tests {
     #[test]
     fn roles_by_method_and_path() {
         assert_eq!(required_role(&Method::GET, "/apps"), Role::Reader);
-        assert_eq!(required_role(&Method::HEAD, "/artifacts/x"), Role::Reader);
+        assert_eq!(required_role(&Method::HEAD, "/artifacts/{digest}"), Role::Reader);
+        assert_eq!(required_role(&Method::HEAD, "/apps"), Role::Reader);
+        assert_eq!(required_role(&Method::GET, "/no/such/route"), Role::Admin);
         assert_eq!(required_role(&Method::POST, "/apps"), Role::Deployer);
         assert_eq!(required_role(&Method::POST, "/deployments"), Role::Deployer);
         assert_eq!(required_role(&Method::POST, "/tokens"), Role::Admin);
-        assert_eq!(required_role(&Method::DELETE, "/tokens/abc"), Role::Admin);
-        assert_eq!(required_role(&Method::POST, "/apps/web/public-keys"), Role::Admin);
+        assert_eq!(required_role(&Method::DELETE, "/tokens/{id}"), Role::Admin);
+        assert_eq!(required_role(&Method::POST, "/apps/{app}/public-keys"), Role::Admin);
         assert!(Role::Admin > Role::Deployer && Role::Deployer > Role::Reader);
     }
 

@@ -80,6 +80,8 @@ impl From<BlobError> for ApiError {
                 format!("artifact exceeds the limit of {limit_bytes} bytes"),
             ),
             BlobError::Invalid(message) => Self::bad_request(message),
+            BlobError::Denied(message) => Self::forbidden(message),
+            BlobError::Conflict(message) => Self::conflict(message),
             BlobError::DigestMismatch { expected, actual } => Self::new(
                 StatusCode::BAD_REQUEST,
                 "digest_mismatch",

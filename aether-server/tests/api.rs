@@ -179,7 +179,7 @@ async fn openapi_documents_every_route_and_every_documented_route_answers() {
         let method = route.method.to_ascii_lowercase();
         let operation = &document["paths"][route.path][&method];
         assert!(operation.is_object(), "{} {} is not in the document", route.method, route.path);
-        assert_eq!(operation["security"].is_array(), route.authenticated, "{} {} security", route.method, route.path);
+        assert_eq!(operation["security"].is_array(), route.authenticated(), "{} {} security", route.method, route.path);
 
         let id = if route.path.starts_with("/deployments") { deployment.as_str() } else { "no-such-id" };
         let path = route
@@ -190,7 +190,7 @@ async fn openapi_documents_every_route_and_every_documented_route_answers() {
             .replace("{token}", "not-a-token");
         let method = Method::from_bytes(route.method.as_bytes()).unwrap();
         let mut request = server.request(method.clone(), &path, Some(ADMIN));
-        if route.json_body {
+        if matches!(route.request, aether_server::openapi::Body::Json(_)) {
             request = request.json(&json!({}));
         }
         let reply = send(request).await;

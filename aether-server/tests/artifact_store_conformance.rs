@@ -148,7 +148,7 @@ async fn upload_tokens_reject_expiry_tampering_and_other_grants() {
     let token = token_of(&store.presign_upload(&upload, Duration::from_secs(60)).await.unwrap());
     let expect_invalid = async |token: &str, now: u64, needle: &str| {
         let err = store.accept_upload_at(token, now, &mut &b"bytes"[..], MAX).await.unwrap_err();
-        assert!(matches!(&err, BlobError::Invalid(m) if m.contains(needle)), "{err:?}");
+        assert!(matches!(&err, BlobError::Denied(m) if m.contains(needle)), "{err:?}");
     };
     expect_invalid(&token, now() + 3600, "expired").await;
     let (claim, mac) = token.split_once('.').unwrap();
@@ -165,13 +165,14 @@ async fn upload_tokens_reject_expiry_tampering_and_other_grants() {
     // A download token cannot upload, an upload token cannot download.
     let download = token_of(&store.presign_get("k", EXPIRY).await.unwrap());
     expect_invalid(&download, now(), "downloading").await;
-    assert!(matches!(store.serve_download_at(&token, now()).await, Err(BlobError::Invalid(_))));
+    assert!(matches!(store.serve_download_at(&token, now()).await, Err(BlobError::Denied(_))));
     // Correctly signed, but naming no staging area of this store.
     let escaping = PresignClaim {
         grant: Grant::Part { upload_id: "../objects".to_owned(), part_number: 1 },
         expires_at_unix_s: now() + 60,
     };
-    expect_invalid(&presign::sign(&escaping, &SECRET), now(), "malformed upload id").await;
+    let err = store.accept_upload_at(&presign::sign(&escaping, &SECRET), now(), &mut &b"bytes"[..], MAX).await;
+    assert!(matches!(&err, Err(BlobError::Invalid(m)) if m.contains("malformed upload id")), "{err:?}");
     store.discard(&id, None).await.unwrap();
     assert_no_leftovers(&store);
 }
@@ -186,7 +187,7 @@ async fn download_tokens_expire() {
     let token = token_of(&store.presign_get("app/blob", Duration::from_secs(60)).await.unwrap());
     assert!(store.serve_download_at(&token, now()).await.is_ok());
     assert!(
-        matches!(store.serve_download_at(&token, now() + 61).await, Err(BlobError::Invalid(m)) if m.contains("expired"))
+        matches!(store.serve_download_at(&token, now() + 61).await, Err(BlobError::Denied(m)) if m.contains("expired"))
     );
 }
 
@@ -198,7 +199,7 @@ async fn part_tokens_are_bound_to_their_upload() {
     for id in [&a, &b] {
         store.create_multipart(&StagedUpload { id, size_bytes: 1, sha256: &digest }).await.unwrap();
     }
-    assert!(matches!(store.presign_part(&a, &b, 1, EXPIRY).await, Err(BlobError::Invalid(_))));
+    assert!(matches!(store.presign_part(&a, &b, 1, EXPIRY).await, Err(BlobError::Conflict(_))));
     for number in [0, 10_001] {
         assert!(matches!(store.presign_part(&a, &a, number, EXPIRY).await, Err(BlobError::Invalid(_))));
     }
@@ -228,10 +229,10 @@ async fn complete_errors_name_the_part() {
     let etags = conformance::upload_parts(&target, &id, &id, &[(1, b"one"), (2, b"two")]).await;
     let wrong = vec![etags[0].clone(), (2, etags[0].1.clone())];
     let err = store.complete_multipart(&id, &id, &wrong).await.unwrap_err();
-    assert!(matches!(&err, BlobError::Invalid(m) if m.contains("part 2")), "{err:?}");
+    assert!(matches!(&err, BlobError::Conflict(m) if m.contains("part 2")), "{err:?}");
     let missing = vec![etags[0].clone(), etags[1].clone(), (3, etags[1].1.clone())];
     let err = store.complete_multipart(&id, &id, &missing).await.unwrap_err();
-    assert!(matches!(&err, BlobError::Invalid(m) if m.contains("part 3")), "{err:?}");
+    assert!(matches!(&err, BlobError::Conflict(m) if m.contains("part 3")), "{err:?}");
     // ETags are accepted without their quotes too, as S3 does.
     let unquoted: Vec<_> = etags.iter().map(|(n, e)| (*n, e.trim_matches('"').to_owned())).collect();
     store.complete_multipart(&id, &id, &unquoted).await.unwrap();

@@ -15,7 +15,7 @@ pub fn run(args: &LogsArgs, insecure: bool, format: OutputFormat) -> Result<(), 
         let since = i64::try_from(since.as_millis()).unwrap_or(i64::MAX);
         crate::render::now_ms().saturating_sub(since)
     });
-    let query = LogsQuery { tail: Some(args.tail), since_ms, deployment: None };
+    let query = LogsQuery { tail: Some(usize::from(args.tail)), since_ms, deployment: None };
     block_on(async {
         if !args.follow {
             let lines = client.app_logs(&app, &query).await?;

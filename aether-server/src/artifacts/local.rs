@@ -81,7 +81,7 @@ impl LocalArtifactStore {
                 let etag = format!("\"{}\"", info.sha256);
                 Ok((info, Some(etag)))
             }
-            Grant::Download { .. } => Err(BlobError::Invalid("this URL is for downloading, not uploading".into())),
+            Grant::Download { .. } => Err(BlobError::Denied("this URL is for downloading, not uploading".into())),
         }
     }
 
@@ -93,7 +93,7 @@ impl LocalArtifactStore {
     ) -> BlobResult<(u64, Box<dyn AsyncRead + Send + Unpin>)> {
         let claim = presign::verify(token, &self.signing_secret, now_unix_s).map_err(presign_error)?;
         let Grant::Download { key } = claim.grant else {
-            return Err(BlobError::Invalid("this URL is for uploading, not downloading".into()));
+            return Err(BlobError::Denied("this URL is for uploading, not downloading".into()));
         };
         let file = fsio::open_regular(&self.object_path(&key)?).await.map_err(backend)?;
         let file = file.ok_or_else(|| BlobError::NotFound(key.clone()))?;
@@ -397,7 +397,7 @@ pub(super) fn upload_gone(upload_id: &str) -> BlobError {
 }
 
 fn presign_error(err: PresignError) -> BlobError {
-    BlobError::Invalid(err.to_string())
+    BlobError::Denied(err.to_string())
 }
 
 fn now_unix_s() -> u64 {

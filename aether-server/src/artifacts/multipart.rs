@@ -102,7 +102,7 @@ impl LocalArtifactStore {
     /// discarded, `Invalid` for an id that is not this upload's.
     async fn parts_dir(&self, upload_id: &str, multipart_id: &str) -> BlobResult<PathBuf> {
         if multipart_id != upload_id {
-            return Err(BlobError::Invalid(format!("multipart upload {multipart_id} is not upload {upload_id}")));
+            return Err(BlobError::Conflict(format!("multipart upload {multipart_id} is not upload {upload_id}")));
         }
         let dir = self.staging_dir(upload_id)?.join(PARTS);
         if tokio::fs::try_exists(&dir).await.map_err(backend)? { Ok(dir) } else { Err(upload_gone(upload_id)) }
@@ -136,7 +136,7 @@ pub(crate) fn check_part_list(parts: &[(u32, String)]) -> BlobResult<()> {
 }
 
 fn missing_part(part_number: u32) -> BlobError {
-    BlobError::Invalid(format!("part {part_number} was not uploaded"))
+    BlobError::Conflict(format!("part {part_number} was not uploaded"))
 }
 
 /// Appends each part to `out` in order, checking each against its ETag and hashing the whole
@@ -164,7 +164,7 @@ fn concatenate(parts: &[(u32, PathBuf, String)], mut out: std::fs::File) -> Blob
             size_bytes += n as u64;
         }
         if *etag != hex::encode(hasher.finalize()) {
-            return Err(BlobError::Invalid(format!("part {number} does not match its ETag")));
+            return Err(BlobError::Conflict(format!("part {number} does not match its ETag")));
         }
     }
     out.sync_all().map_err(backend)?;

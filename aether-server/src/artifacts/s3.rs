@@ -426,10 +426,10 @@ impl S3ArtifactStore {
         }
         for (number, etag) in parts {
             match stored.get(&part_number_of(*number)?) {
-                None => return Err(BlobError::Invalid(format!("part {number} was not uploaded"))),
+                None => return Err(BlobError::Conflict(format!("part {number} was not uploaded"))),
                 // A store that lists parts without their ETags leaves that check to itself.
                 Some(Some(stored)) if stored != etag.trim_matches('"') => {
-                    return Err(BlobError::Invalid(format!("part {number} does not match its ETag")));
+                    return Err(BlobError::Conflict(format!("part {number} does not match its ETag")));
                 }
                 Some(_) => {}
             }

@@ -20,6 +20,12 @@ pub enum BlobError {
     TooLarge { limit_bytes: u64 },
     #[error("invalid upload: {0}")]
     Invalid(String),
+    /// A presigned URL that is forged, expired or used for what it does not grant.
+    #[error("{0}")]
+    Denied(String),
+    /// The request contradicts what was uploaded (a part missing or of other bytes).
+    #[error("{0}")]
+    Conflict(String),
     /// The bytes received do not hash to the digest the client declared; nothing was stored.
     #[error("the upload's SHA-256 is {actual}, not the declared {expected}")]
     DigestMismatch { expected: String, actual: String },

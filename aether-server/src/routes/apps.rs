@@ -62,7 +62,7 @@ pub async fn add_public_key<P: Ports>(
     ApiJson(request): ApiJson<AddPublicKeyRequest>,
 ) -> ApiResult<(StatusCode, Json<PublicKeyResponse>)> {
     let app = find_app(state.store.as_ref(), &name).await?;
-    let hex_key = request.public_key_hex.trim().to_ascii_lowercase();
+    let hex_key = request.public_key_hex.to_ascii_lowercase();
     // Reject what could never verify anything: a key must be a valid Ed25519 point.
     aether_core::signing::verify_digest(&hex_key, "", &"0".repeat(128)).or_else(|e| match e {
         aether_core::signing::VerifyError::Key(k) => Err(ApiError::bad_request(k.to_string())),
@@ -85,9 +85,10 @@ pub async fn add_public_key<P: Ports>(
 /// The most lines one request returns.
 const MAX_TAIL: usize = 10_000;
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 pub struct LogsQuery {
     /// The newest this many lines (default 100, at most 10,000).
+    #[param(minimum = 0, maximum = 10000)]
     pub tail: Option<usize>,
     /// Only lines at or after this Unix millisecond.
     pub since_ms: Option<i64>,
@@ -107,11 +108,11 @@ pub async fn logs<P: Ports>(
     ApiQuery(request): ApiQuery<LogsQuery>,
 ) -> ApiResult<Response> {
     let app = find_app(state.store.as_ref(), &name).await?;
-    let query = LogQuery {
-        tail: request.tail.unwrap_or(100).min(MAX_TAIL),
-        since_ms: request.since_ms,
-        deployment_id: request.deployment,
-    };
+    if request.tail.is_some_and(|tail| tail > MAX_TAIL) {
+        return Err(ApiError::bad_request(format!("tail must be at most {MAX_TAIL}")));
+    }
+    let query =
+        LogQuery { tail: request.tail.unwrap_or(100), since_ms: request.since_ms, deployment_id: request.deployment };
     if !request.follow {
         let lines: Vec<_> = state.runtime.logs(&app.name, &query).await?.collect().await;
         let rendered = lines.into_iter().map(|line| line.map(|line| line.render())).collect::<Result<Vec<_>, _>>();

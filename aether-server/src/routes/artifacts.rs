@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use aether_core::api::{ArtifactPage, ArtifactResponse, LegacyUploadResponse, rfc3339_ms};
-use aether_core::wire::Digest;
+use aether_core::wire::{AppName, Digest};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
@@ -60,11 +60,25 @@ pub async fn get<P: Ports>(
     Ok(Json(artifact_response(&artifact)))
 }
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
+    /// Items per page (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    #[param(pattern = "^[0-9]{1,18}\\.[0-9a-f-]{1,64}$")]
     pub cursor: Option<String>,
+}
+
+/// A cursor is `<created_at_ms>.<id>` of the last item of the previous page; both parts are
+/// checked as strictly as the documented pattern says.
+fn parse_cursor(cursor: &str) -> Option<(i64, String)> {
+    let (at, id) = cursor.split_once('.')?;
+    let digits_ok = (1..=18).contains(&at.len()) && at.bytes().all(|b| b.is_ascii_digit());
+    let id_ok = (1..=64).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b) || b == b'-');
+    (digits_ok && id_ok).then(|| Some((at.parse().ok()?, id.to_owned()))).flatten()
 }
 
 /// Newest first; `cursor` is opaque to clients (`<created_at_ms>.<id>` of the last item).
@@ -72,12 +86,12 @@ pub async fn list<P: Ports>(
     State(state): State<AppState<P>>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<ArtifactPage>> {
-    let limit = query.limit.unwrap_or(50).clamp(1, 500);
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::bad_request("limit must be between 1 and 500"));
+    }
     let before = match &query.cursor {
-        Some(cursor) => {
-            let (at, id) = cursor.split_once('.').ok_or_else(|| ApiError::bad_request("malformed cursor"))?;
-            Some((at.parse::<i64>().map_err(|_| ApiError::bad_request("malformed cursor"))?, id.to_owned()))
-        }
+        Some(cursor) => Some(parse_cursor(cursor).ok_or_else(|| ApiError::bad_request("malformed cursor"))?),
         None => None,
     };
     let items = state.store.list_artifacts(before, limit).await?;
@@ -87,9 +101,26 @@ pub async fn list<P: Ports>(
     Ok(Json(ArtifactPage { items: items.iter().map(artifact_response).collect(), next_cursor }))
 }
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 pub struct LegacyQuery {
+    /// The app to link the artifact to (or the `x-aether-app` header).
+    #[param(value_type = Option<AppName>)]
     pub app_name: Option<String>,
+}
+
+/// The headers of the legacy upload, for the document (the handler reads them from the map).
+#[derive(Debug, utoipa::IntoParams)]
+#[allow(dead_code)]
+pub struct LegacyHeaders {
+    /// The SHA-256 of the body; what arrives is verified against it.
+    #[param(rename = "x-aether-artifact-digest", value_type = Digest)]
+    pub digest: String,
+    /// The artifact's signature (hex Ed25519 over the digest).
+    #[param(rename = "x-aether-signature")]
+    pub signature: Option<String>,
+    /// The app to link the artifact to, when the query does not name it.
+    #[param(rename = "x-aether-app", value_type = Option<AppName>)]
+    pub app: Option<String>,
 }
 
 /// Deprecated single-request upload: the body is streamed to the store and verified against
@@ -110,7 +141,8 @@ pub async fn legacy_upload<P: Ports>(
     let digest = legacy_digest(&headers)?;
     let signature = headers.get("x-aether-signature").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let app = match query.app_name.as_deref().or_else(|| headers.get("x-aether-app").and_then(|v| v.to_str().ok())) {
-        Some(name) => state.store.get_app(name).await?,
+        // A named app must exist: an upload meant for an app is not silently left unlinked.
+        Some(name) => Some(crate::routes::apps::find_app(state.store.as_ref(), name).await?),
         None => None,
     };
     // Already stored: the bytes are known, so the body is not read again.

@@ -179,7 +179,7 @@ async fn finish<P: Ports>(
         Some(registered) => (link_registered(state, &completion, registered, upload.as_ref()).await?, true),
         None => {
             let upload = upload.ok_or_else(|| {
-                ApiError::bad_request(format!("nothing was uploaded for {digest}: presign an upload first"))
+                ApiError::not_found(format!("no upload of {digest} for app {}: presign one first", app.name))
             })?;
             publish_upload(state, &completion, &upload).await?
         }
@@ -246,7 +246,7 @@ async fn publish_upload<P: Ports>(
     let measured = match state.blobs.measure_staged(&upload.staged()).await {
         Ok(measured) => measured,
         Err(BlobError::NotFound(_)) => {
-            return Err(ApiError::bad_request(format!("nothing was uploaded to upload {} yet", upload.id)));
+            return Err(ApiError::conflict(format!("nothing was uploaded to upload {} yet", upload.id)));
         }
         Err(error) => return Err(error.into()),
     };
@@ -355,7 +355,7 @@ fn multipart_id(upload: &Upload) -> ApiResult<&str> {
     upload
         .multipart_id
         .as_deref()
-        .ok_or_else(|| ApiError::bad_request(format!("upload {} is a single PUT, not a multipart upload", upload.id)))
+        .ok_or_else(|| ApiError::conflict(format!("upload {} is a single PUT, not a multipart upload", upload.id)))
 }
 
 fn check_size<P: Ports>(state: &AppState<P>, size_bytes: u64) -> ApiResult<()> {

@@ -324,12 +324,11 @@ pub async fn multipart_rejects_bad_parts<S: ArtifactStore, C: PresignedClient>(t
     let (id, multipart_id) = start_multipart(t, &whole).await;
     let etags = upload_parts(t, &id, &multipart_id, &[(1, &one), (2, &two)]).await;
     let (e1, e2) = (etags[0].1.clone(), etags[1].1.clone());
-    let bad_lists = [
-        vec![(1, e1.clone()), (2, e2.clone()), (3, e2.clone())],
-        vec![(2, e2.clone()), (1, e1.clone())],
-        vec![(1, e1.clone()), (1, e1.clone())],
-        vec![],
-    ];
+    // A part never uploaded contradicts the upload (409); the rest are malformed lists (400).
+    let missing = [(1, e1.clone()), (2, e2.clone()), (3, e2.clone())];
+    let err = store.complete_multipart(&id, &multipart_id, &missing).await.unwrap_err();
+    assert!(matches!(err, BlobError::Conflict(_)), "{missing:?}: {err:?}");
+    let bad_lists = [vec![(2, e2.clone()), (1, e1.clone())], vec![(1, e1.clone()), (1, e1.clone())], vec![]];
     let digest = sha256_hex(&whole);
     let upload = StagedUpload { id: &id, size_bytes: whole.len() as u64, sha256: &digest };
     for parts in &bad_lists {
@@ -339,7 +338,7 @@ pub async fn multipart_rejects_bad_parts<S: ArtifactStore, C: PresignedClient>(t
     }
     let wrong_etag = [(1, e1.clone()), (2, e1.clone())];
     match store.complete_multipart(&id, &multipart_id, &wrong_etag).await {
-        Err(BlobError::Invalid(_)) => {
+        Err(BlobError::Conflict(_)) => {
             assert!(is_not_found(&store.measure_staged(&upload).await), "a wrong ETag staged something");
             store.complete_multipart(&id, &multipart_id, &etags).await.unwrap();
         }
