@@ -93,6 +93,14 @@ impl From<BlobError> for ApiError {
                 format!("artifact exceeds the limit of {limit_bytes} bytes"),
             ),
             BlobError::Invalid(message) => Self::bad_request(message),
+            BlobError::InsufficientStorage(message) => {
+                tracing::error!(%message, "the artifact store is out of space");
+                Self::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "insufficient_storage",
+                    "the artifact store is out of space; nothing was stored",
+                )
+            }
             BlobError::DigestMismatch { expected, actual } => Self::new(
                 StatusCode::BAD_REQUEST,
                 "digest_mismatch",
