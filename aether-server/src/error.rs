@@ -3,7 +3,7 @@
 
 use aether_core::wire::ErrorEnvelope;
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::ports::{BlobError, RuntimeError, StoreError};
@@ -16,6 +16,19 @@ pub struct ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// Sent as `Retry-After` with every 503: the causes (a database or object store that went
+/// away, a cluster API that throttles) last seconds when they pass at all, and a hint keeps
+/// clients from retrying in a tight loop meanwhile.
+pub const RETRY_AFTER_SECS: u32 = 2;
+
+/// A 503 answer gets its `Retry-After`.
+pub fn with_retry_after(mut response: Response) -> Response {
+    if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+    }
+    response
+}
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
@@ -53,7 +66,7 @@ impl IntoResponse for ApiError {
             tracing::error!(code = self.code, message = %self.message, "request failed");
         }
         let body = ErrorEnvelope { code: self.code.to_owned(), message: self.message };
-        (self.status, Json(body)).into_response()
+        with_retry_after((self.status, Json(body)).into_response())
     }
 }
 
@@ -82,6 +95,14 @@ impl From<BlobError> for ApiError {
             BlobError::Invalid(message) => Self::bad_request(message),
             BlobError::Denied(message) => Self::forbidden(message),
             BlobError::Conflict(message) => Self::conflict(message),
+            BlobError::InsufficientStorage(message) => {
+                tracing::error!(%message, "the artifact store is out of space");
+                Self::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "insufficient_storage",
+                    "the artifact store is out of space; nothing was stored",
+                )
+            }
             BlobError::DigestMismatch { expected, actual } => Self::new(
                 StatusCode::BAD_REQUEST,
                 "digest_mismatch",

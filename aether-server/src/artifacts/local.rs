@@ -388,6 +388,11 @@ impl ArtifactStore for LocalArtifactStore {
 }
 
 pub(super) fn backend(err: io::Error) -> BlobError {
+    // A full disk is the operator's to fix, not an outage that passes by itself: it gets its
+    // own answer so that it is not mistaken for unreachable storage.
+    if err.kind() == io::ErrorKind::StorageFull || err.kind() == io::ErrorKind::QuotaExceeded {
+        return BlobError::InsufficientStorage(format!("the local artifact directory is full ({err})"));
+    }
     BlobError::backend("local artifact directory", err)
 }
 

@@ -23,9 +23,6 @@ use utoipa::openapi::{
 use crate::state::{AppState, Ports};
 use routes::{Schemas, json};
 
-/// How long clients should wait before retrying a 503, in seconds (the `Retry-After` header).
-pub const RETRY_AFTER_SECS: u32 = 2;
-
 fn method(raw: &str) -> HttpMethod {
     match raw {
         "POST" => HttpMethod::Post,

@@ -212,7 +212,7 @@ pub const ROUTES: &[Route] = &[
         .parameters(legacy_parameters)
         .request(Body::Bytes("application/octet-stream"))
         .answers(200, "the artifact, stored and verified", Body::Json(json::<LegacyUploadResponse>))
-        .errors(&[400, 404, 413, 429])
+        .errors(&[400, 404, 413, 429, 507])
         .deprecated(),
     Route::new("HEAD", "/artifacts/{digest}", "artifactExists", "Whether an artifact is stored")
         .role(Role::Reader)
@@ -235,7 +235,7 @@ pub const ROUTES: &[Route] = &[
         .role(Role::Deployer)
         .request(Body::Json(json::<CompleteRequest>))
         .answers(200, "the artifact", Body::Json(json::<CompleteResponse>))
-        .errors(&[404, 409]),
+        .errors(&[404, 409, 507]),
     Route::new("POST", "/artifacts/multipart/init", "startMultipartUpload", "Start a multipart upload")
         .role(Role::Deployer)
         .request(Body::Json(json::<MultipartInitRequest>))
@@ -250,11 +250,11 @@ pub const ROUTES: &[Route] = &[
         .role(Role::Deployer)
         .request(Body::Json(json::<MultipartCompleteRequest>))
         .answers(200, "the artifact", Body::Json(json::<CompleteResponse>))
-        .errors(&[404, 409]),
+        .errors(&[404, 409, 507]),
     Route::new("PUT", "/uploads/{token}", "putPresigned", "Presigned upload target (local artifact store only)")
         .request(Body::Bytes("application/octet-stream"))
         .answers(200, "stored; `etag` names a multipart part", Body::Empty)
-        .errors(&[400, 403, 404, 409, 412, 413, 429, 503]),
+        .errors(&[400, 403, 404, 409, 412, 413, 429, 503, 507]),
     Route::new("GET", "/downloads/{token}", "getPresigned", "Presigned download (local artifact store only)")
         .answers(200, "the artifact", Body::Bytes("application/gzip"))
         .errors(&[400, 403, 404, 503]),

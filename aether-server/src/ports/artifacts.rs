@@ -29,6 +29,9 @@ pub enum BlobError {
     /// The bytes received do not hash to the digest the client declared; nothing was stored.
     #[error("the upload's SHA-256 is {actual}, not the declared {expected}")]
     DigestMismatch { expected: String, actual: String },
+    /// The store's disk is full: the upload did not fit, and nothing of it was kept.
+    #[error("no space left for the upload: {0}")]
+    InsufficientStorage(String),
     /// The object store cannot be reached or failed; a retry may help.
     #[error("object storage error: {message}")]
     Backend {

@@ -46,7 +46,7 @@ pub async fn head<P: Ports>(State(state): State<AppState<P>>, ApiPath(digest): A
             response
         }
         Ok(None) => StatusCode::NOT_FOUND.into_response(),
-        Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+        Err(_) => crate::error::with_retry_after(StatusCode::SERVICE_UNAVAILABLE.into_response()),
     }
 }
 

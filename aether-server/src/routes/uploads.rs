@@ -86,6 +86,9 @@ pub async fn multipart_complete<P: Ports>(
     Ok(Json(uploads::complete_multipart(&state, completion, &parts).await?))
 }
 
+/// Most of a refused upload's body that is read to let its client see the answer.
+const DRAIN_BYTES: u64 = 64 * 1024 * 1024;
+
 /// `PUT /uploads/{token}`: where the local store's presigned upload URLs point. The token
 /// itself is the authorisation (an HMAC the server issued), so no bearer token is needed, as
 /// with S3. Mounted only when the artifact store serves its own URLs.
@@ -109,6 +112,12 @@ pub async fn put_presigned<P: Ports>(
     };
     state.metrics.upload_finished(outcome, written.as_ref().map_or(0, |(size, _)| *size), started.elapsed());
     state.metrics.put_received(started.elapsed());
+    if matches!(written, Err(crate::ports::BlobError::InsufficientStorage(_))) {
+        // Refused midway through the body: a client still sending would see its connection
+        // closed (a broken pipe) instead of this answer, so a bounded rest is read and dropped.
+        let _ =
+            tokio::io::copy(&mut tokio::io::AsyncReadExt::take(&mut reader, DRAIN_BYTES), &mut tokio::io::sink()).await;
+    }
     let (_, etag) = written?;
     let mut response = StatusCode::OK.into_response();
     if let Some(etag) = etag.and_then(|e| HeaderValue::from_str(&e).ok()) {

@@ -76,6 +76,11 @@ impl ServerProcess {
         field(listening, "replica").map(|id| id.trim_matches('"').to_owned())
     }
 
+    /// Its process id, e.g. to tell its descendants from processes it no longer owns.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Everything it logged so far.
     pub fn log(&self) -> String {
         self.log.lock().unwrap_or_else(PoisonError::into_inner).clone()

@@ -7,7 +7,10 @@
 //! Output is kept in memory only (see [`crate::runtime::logs`]).
 
 mod fetch;
+mod groups;
 mod process;
+
+pub use groups::MARKER;
 
 use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, TcpListener};
@@ -22,6 +25,7 @@ use crate::ports::{
     ArtifactStore, Health, LogLines, LogQuery, ReleaseSpec, Rollout, RolloutProgress, Runtime, RuntimeError,
 };
 use crate::runtime::logs::LogBook;
+use groups::GroupRecords;
 use process::{Launch, NotListening, ReleaseProcess};
 
 /// Lines of output quoted in the reason of a release that failed to start.
@@ -31,6 +35,8 @@ const LAST_OUTPUT_LINES: usize = 5;
 pub struct LocalRuntimeConfig {
     /// Where releases are unpacked: `<data dir>/releases`.
     pub releases_dir: PathBuf,
+    /// Where the process groups of running releases are recorded: `<data dir>/release-groups`.
+    pub groups_dir: PathBuf,
     /// How long a release may take to accept connections on its port (`AETHER_HEALTH_TIMEOUT_MS`).
     pub health_timeout: Duration,
     /// Between SIGTERM and SIGKILL when a release is stopped.
@@ -43,6 +49,7 @@ impl LocalRuntimeConfig {
     pub fn new(data_dir: &Path, health_timeout: Duration) -> Self {
         Self {
             releases_dir: data_dir.join("releases"),
+            groups_dir: data_dir.join("release-groups"),
             health_timeout,
             stop_grace: Duration::from_secs(5),
             log_lines_per_app: 10_000,
@@ -95,6 +102,7 @@ pub struct LocalRuntime<B> {
     book: Arc<LogBook>,
     releases: Arc<Mutex<Releases>>,
     rollouts: Arc<Mutex<HashMap<String, Reports>>>,
+    records: GroupRecords,
 }
 
 // A handle: clones share every release, so a rollout can run on its own task.
@@ -106,6 +114,7 @@ impl<B> Clone for LocalRuntime<B> {
             book: Arc::clone(&self.book),
             releases: Arc::clone(&self.releases),
             rollouts: Arc::clone(&self.rollouts),
+            records: self.records.clone(),
         }
     }
 }
@@ -131,16 +140,23 @@ impl Drop for StartingGuard<'_> {
 }
 
 impl<B: ArtifactStore> LocalRuntime<B> {
-    /// Release directories left by an earlier run are removed: nothing of this runtime runs yet,
-    /// and whatever should run again is fetched anew when the control plane checks its running releases at start.
+    /// Processes an earlier run left behind (it was killed without stopping them) are ended
+    /// and its release directories removed: nothing of this runtime runs yet, and whatever
+    /// should run again is fetched anew when the control plane checks its running releases and
+    /// resumes its rollouts at start. Blocks while orphans stop (at most `stop_grace` + 2 s).
     pub fn new(blobs: Arc<B>, config: LocalRuntimeConfig) -> std::io::Result<Self> {
+        let records = GroupRecords::new(config.groups_dir.clone())?;
+        let ended = records.end_orphans(config.stop_grace);
+        if ended > 0 {
+            tracing::info!(groups = ended, "ended the releases a previous server left running");
+        }
         match std::fs::remove_dir_all(&config.releases_dir) {
             Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
             _ => {}
         }
         std::fs::create_dir_all(&config.releases_dir)?;
         let book = Arc::new(LogBook::new(config.log_lines_per_app));
-        Ok(Self { blobs, config, book, releases: Arc::default(), rollouts: Arc::default() })
+        Ok(Self { blobs, config, book, releases: Arc::default(), rollouts: Arc::default(), records })
     }
 
     fn release_dir(&self, release: &ReleaseSpec) -> Result<PathBuf, RuntimeError> {
@@ -208,6 +224,7 @@ impl<B: ArtifactStore> LocalRuntime<B> {
             port,
             env: release.env.clone(),
             book: Arc::clone(&self.book),
+            records: self.records.clone(),
         };
         report("starting");
         let mut process = process::spawn(dir, &launch)

@@ -24,6 +24,8 @@ use crate::ports::{LogLine, LogStream};
 use crate::runtime::logs::LogBook;
 use crate::state::now_ms;
 
+use super::groups::{self, GroupRecords, MARKER};
+
 /// Variables a release gets from the server's environment; nothing else leaks into it (the
 /// server's own tokens and database URL least of all).
 const INHERITED: [&str; 4] = ["PATH", "HOME", "LANG", "TZ"];
@@ -39,9 +41,12 @@ pub(super) struct Launch {
     pub app_name: String,
     pub deployment_id: String,
     pub port: u16,
-    /// The deployment's own variables; they may override `NODE_ENV`, never `PORT`.
+    /// The deployment's own variables; they may override `NODE_ENV`, never `PORT` or the
+    /// marker.
     pub env: std::collections::BTreeMap<String, String>,
     pub book: Arc<LogBook>,
+    /// Where the started group is recorded until it stops.
+    pub records: GroupRecords,
 }
 
 /// Why a release never became reachable.
@@ -61,6 +66,7 @@ pub(super) struct ReleaseProcess {
     exit: watch::Receiver<Option<String>>,
     pumps: Vec<JoinHandle<()>>,
     stopped: bool,
+    records: GroupRecords,
 }
 
 /// Starts `npm start` in `dir`. npm runs `scripts.start`, or `node server.js` when there is
@@ -77,6 +83,7 @@ pub(super) fn spawn(dir: &Path, launch: &Launch) -> io::Result<ReleaseProcess> {
         .env("NODE_ENV", "production")
         .envs(&launch.env)
         .env("PORT", launch.port.to_string())
+        .env(MARKER, &launch.deployment_id)
         .env("npm_config_loglevel", "silent")
         .env("npm_config_update_notifier", "false")
         .stdin(Stdio::null())
@@ -93,6 +100,10 @@ pub(super) fn spawn(dir: &Path, launch: &Launch) -> io::Result<ReleaseProcess> {
     if let Some(stderr) = child.stderr.take() {
         pumps.push(tokio::spawn(pump(stderr, launch.clone(), LogStream::Stderr)));
     }
+    let pgid = Pid::from_raw(pid);
+    if let Err(error) = launch.records.record(pgid, &launch.deployment_id) {
+        tracing::warn!(deployment = %launch.deployment_id, pgid = pid, %error, "cannot record a release's processes; a crash of the server would leave them running");
+    }
     let (exited, exit) = watch::channel(None);
     tokio::spawn(async move {
         let how = match child.wait().await {
@@ -101,7 +112,7 @@ pub(super) fn spawn(dir: &Path, launch: &Launch) -> io::Result<ReleaseProcess> {
         };
         let _ = exited.send(Some(how));
     });
-    Ok(ReleaseProcess { pgid: Pid::from_raw(pid), exit, pumps, stopped: false })
+    Ok(ReleaseProcess { pgid, exit, pumps, stopped: false, records: launch.records.clone() })
 }
 
 fn describe(status: ExitStatus) -> String {
@@ -155,6 +166,7 @@ impl ReleaseProcess {
             }
         }
         self.stopped = true;
+        self.records.forget(self.pgid);
         for pump in self.pumps.drain(..) {
             // A descendant that escaped the group may still hold the pipe; stop reading then.
             let _ = tokio::time::timeout(Duration::from_secs(1), pump).await;
@@ -187,29 +199,17 @@ impl ReleaseProcess {
 /// stays a zombie until the system's init reaps it, and some container inits never do; it
 /// still counts as a group member for `kill`, so where `/proc` exists zombies are told apart.
 fn group_runs(pgid: Pid) -> bool {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
+    if std::fs::metadata("/proc/self").is_err() {
         return killpg(pgid, None) != Err(Errno::ESRCH);
-    };
-    entries.flatten().any(|entry| {
-        let is_pid = entry.file_name().to_str().is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()));
-        is_pid && std::fs::read_to_string(entry.path().join("stat")).is_ok_and(|stat| runs_in_group(&stat, pgid))
-    })
-}
-
-/// Parses `/proc/<pid>/stat`: `pid (comm) state ppid pgrp ...`, where comm may hold spaces
-/// and parentheses, hence the split at the last `)`.
-fn runs_in_group(stat: &str, pgid: Pid) -> bool {
-    let Some((_, fields)) = stat.rsplit_once(')') else { return false };
-    let mut fields = fields.split_whitespace();
-    let state = fields.next().unwrap_or("Z");
-    let pgrp = fields.nth(1).and_then(|p| p.parse::<i32>().ok());
-    pgrp == Some(pgid.as_raw()) && !matches!(state, "Z" | "X" | "x")
+    }
+    !groups::members(pgid).is_empty()
 }
 
 impl Drop for ReleaseProcess {
     fn drop(&mut self) {
         if !self.stopped {
             let _ = killpg(self.pgid, Signal::SIGKILL);
+            self.records.forget(self.pgid);
         }
     }
 }
@@ -263,16 +263,6 @@ async fn read_line_capped(reader: &mut (impl AsyncBufRead + Unpin), line: &mut V
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stat_lines_parse_despite_odd_command_names() {
-        let pgid = Pid::from_raw(4242);
-        assert!(runs_in_group("4243 (node) S 4242 4242 4242 0 -1", pgid));
-        assert!(runs_in_group("4243 (a) b (c)) R 1 4242 4242 0", pgid));
-        assert!(!runs_in_group("4243 (node) Z 1 4242 4242 0", pgid));
-        assert!(!runs_in_group("4243 (node) S 4242 4241 4241 0", pgid));
-        assert!(!runs_in_group("garbage", pgid));
-    }
 
     #[tokio::test]
     async fn lines_are_split_and_capped() {
