@@ -131,7 +131,10 @@ pub struct CompleteRequest {
 pub struct CompleteResponse {
     pub artifact_id: String,
     pub digest: String,
+    /// The digest was stored already (by this app or another); nothing new was written.
     pub duplicate: bool,
+    /// The `signature` verified against an active public key of the app. The bytes' size and
+    /// SHA-256 are always verified: a mismatch is refused (`digest_mismatch`), never stored.
     pub verified: bool,
     pub storage_key: String,
     pub status: String,

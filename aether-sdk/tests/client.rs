@@ -168,7 +168,9 @@ async fn artifacts_deployments_and_rollbacks() {
     assert_api(&client.get_deployment("no-such-id").await.unwrap_err(), 404, "not_found");
     // Path segments are escaped, so an id cannot reach another route.
     assert_api(&client.get_deployment("../apps").await.unwrap_err(), 404, "not_found");
-    assert_api(&client.rollback(&web, Some("no-such-id")).await.unwrap_err(), 404, "not_found");
+    assert_api(&client.rollback(&web, Some("no-such-id")).await.unwrap_err(), 400, "bad_request");
+    let unknown = "00000000-0000-4000-8000-000000000000";
+    assert_api(&client.rollback(&web, Some(unknown)).await.unwrap_err(), 409, "conflict");
 }
 
 #[tokio::test]

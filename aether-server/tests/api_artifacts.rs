@@ -91,11 +91,12 @@ async fn legacy_upload_verifies_signatures_against_the_apps_keys() {
 }
 
 #[tokio::test]
-async fn legacy_upload_for_an_unknown_app_is_not_linked() {
+async fn legacy_upload_for_an_unknown_app_is_refused_and_without_one_is_not_linked() {
     let server = TestServer::start(&[]).await;
     server.create_app("web").await;
-    let reply = server.legacy_upload(Some("ghost"), &blob("legacy-ghost", 50), None).await.expect(200);
-    assert_eq!(reply.json["app_linked"], false, "{}", reply.text);
+    let ghost = blob("legacy-ghost", 50);
+    server.legacy_upload(Some("ghost"), &ghost, None).await.expect_error(404, "not_found");
+    assert_eq!(server.head_artifact(&digest_of(&ghost)).await, 404, "nothing stored for an unknown app");
     let reply = server.legacy_upload(None, &blob("legacy-no-app", 50), None).await.expect(200);
     assert_eq!(reply.json["app_linked"], false, "{}", reply.text);
     // The app may also be named in a header.

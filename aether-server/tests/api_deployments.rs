@@ -173,8 +173,10 @@ async fn invalid_rollbacks() {
     server.deploy_running("web", &first).await;
     // Nothing ran before the current release.
     send(server.request(Method::POST, "/apps/web/rollback", Some(DEPLOYER))).await.expect_error(409, "conflict");
-    let unknown = json!({ "to": "no-such-deployment" });
-    server.post("/apps/web/rollback", Some(DEPLOYER), &unknown).await.expect_error(404, "not_found");
+    let malformed_id = json!({ "to": "no-such-deployment" });
+    server.post("/apps/web/rollback", Some(DEPLOYER), &malformed_id).await.expect_error(400, "bad_request");
+    let unknown = json!({ "to": "00000000-0000-4000-8000-000000000000" });
+    server.post("/apps/web/rollback", Some(DEPLOYER), &unknown).await.expect_error(409, "conflict");
     let malformed = server.request(Method::POST, "/apps/web/rollback", Some(DEPLOYER)).body("{");
     send(malformed).await.expect_error(400, "bad_request");
     let unknown_field = json!({ "to": null, "force": true });

@@ -97,7 +97,7 @@ async fn completing_with_other_bytes_than_declared_discards_them() {
     server.post("/artifacts/complete", Some(DEPLOYER), &body).await.expect_error(400, "digest_mismatch");
     assert_eq!(server.head_artifact(&digest).await, 404);
     // The upload is gone: completing correctly now finds nothing.
-    server.complete("web", &bytes, json!({})).await.expect_error(400, "bad_request");
+    server.complete("web", &bytes, json!({})).await.expect_error(404, "not_found");
     let named = json!({ "upload_id": presign.str("upload_id") });
     server.complete("web", &bytes, named).await.expect_error(404, "not_found");
 
@@ -106,7 +106,7 @@ async fn completing_with_other_bytes_than_declared_discards_them() {
     let presign = server.presign("web", &digest_of(&declared), 10).await.expect(200);
     let put = server.put_presigned(&presign.str("upload_url"), &blob("actual", 10)).await;
     put.expect_error(400, "digest_mismatch");
-    server.complete("web", &declared, json!({})).await.expect_error(400, "bad_request");
+    server.complete("web", &declared, json!({})).await.expect_error(409, "conflict");
     assert_eq!(server.head_artifact(&digest_of(&declared)).await, 404);
     // The right bytes through the same URL still work.
     server.put_presigned(&presign.str("upload_url"), &declared).await.expect(200);
@@ -123,7 +123,7 @@ async fn invalid_two_phase_requests() {
     server.presign("Bad_Name", &digest, 500).await.expect_error(400, "bad_request");
     server.presign("web", "xyz", 500).await.expect_error(400, "bad_request");
     server.presign("web", &digest, 2000).await.expect_error(413, "payload_too_large");
-    server.complete("web", &bytes, json!({})).await.expect_error(400, "bad_request");
+    server.complete("web", &bytes, json!({})).await.expect_error(404, "not_found");
     server.complete("ghost", &bytes, json!({})).await.expect_error(404, "not_found");
     let wrong_key = json!({ "storage_key": "artifacts/sha256/other.tar.gz" });
     server.complete("web", &bytes, wrong_key).await.expect_error(400, "bad_request");
@@ -142,9 +142,9 @@ async fn invalid_two_phase_requests() {
     };
     for forged in [format!("{claim}.{}", flipped(mac)), format!("{}.{mac}", flipped(claim)), "garbage".to_owned()] {
         let reply = server.put_presigned(&format!("{prefix}/{forged}"), &bytes).await;
-        reply.expect_error(400, "bad_request");
+        reply.expect_error(403, "forbidden");
     }
-    server.complete("web", &bytes, json!({})).await.expect_error(400, "bad_request");
+    server.complete("web", &bytes, json!({})).await.expect_error(409, "conflict");
     assert_eq!(server.head_artifact(&digest).await, 404);
 }
 
@@ -156,7 +156,7 @@ async fn presigned_urls_expire() {
     let bytes = blob("expiring", 100);
     let presign = server.presign("web", &digest_of(&bytes), bytes.len()).await.expect(200);
     let reply = server.put_presigned(&presign.str("upload_url"), &bytes).await;
-    reply.expect_error(400, "bad_request");
+    reply.expect_error(403, "forbidden");
     assert!(reply.text.contains("expired"), "{}", reply.text);
     assert_eq!(server.head_artifact(&digest_of(&bytes)).await, 404);
 }
@@ -290,7 +290,7 @@ async fn multipart_complete_checks_etags_and_parts() {
     let (upload_id, etags) = multipart_upload(&server, &bytes, &parts).await;
 
     let wrong = part_list(&[etags[0].clone(), format!("\"{}\"", digest_of(b"not this part"))]);
-    multipart_complete(&server, &bytes, &upload_id, wrong, json!({})).await.expect_error(400, "bad_request");
+    multipart_complete(&server, &bytes, &upload_id, wrong, json!({})).await.expect_error(409, "conflict");
     assert_eq!(server.head_artifact(&digest_of(&bytes)).await, 404);
     let reversed = json!([
         { "part_number": 2, "etag": etags[1] },
@@ -298,7 +298,7 @@ async fn multipart_complete_checks_etags_and_parts() {
     ]);
     multipart_complete(&server, &bytes, &upload_id, reversed, json!({})).await.expect_error(400, "bad_request");
     let missing = json!([{ "part_number": 1, "etag": etags[0] }, { "part_number": 3, "etag": etags[1] }]);
-    multipart_complete(&server, &bytes, &upload_id, missing, json!({})).await.expect_error(400, "bad_request");
+    multipart_complete(&server, &bytes, &upload_id, missing, json!({})).await.expect_error(409, "conflict");
     multipart_complete(&server, &bytes, &upload_id, json!([]), json!({})).await.expect_error(400, "bad_request");
     let unknown = "00000000-0000-4000-8000-000000000000";
     multipart_complete(&server, &bytes, unknown, part_list(&etags), json!({})).await.expect_error(404, "not_found");

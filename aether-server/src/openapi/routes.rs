@@ -261,7 +261,11 @@ pub const ROUTES: &[Route] = &[
     Route::new("POST", "/deployments", "createDeployment", "Deploy an artifact to an app")
         .role(Role::Deployer)
         .request(Body::Json(json::<CreateDeploymentRequest>))
-        .answers(201, "the deployment, pending", Body::Json(json::<DeploymentResponse>))
+        .answers(
+            201,
+            "the deployment, pending; a replay with the same `idempotency_key` answers the deployment it created, as it is now",
+            Body::Json(json::<DeploymentResponse>),
+        )
         .errors(&[403, 404, 409]),
     Route::new("GET", "/deployments/{id}", "getDeployment", "A deployment with its events")
         .role(Role::Reader)

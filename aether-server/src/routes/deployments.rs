@@ -214,6 +214,11 @@ pub async fn rollback<P: Ports>(
     } else {
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
     };
+    if let Some(to) = &request.to
+        && uuid::Uuid::try_parse(to).map(|id| id.to_string()).as_deref() != Ok(to.as_str())
+    {
+        return Err(ApiError::bad_request(format!("`to` must be a deployment id (a lowercase UUID), not {to:?}")));
+    }
     let app = find_app(state.store.as_ref(), &name).await?;
     let history = state.store.list_deployments(&app.id).await?;
     let current = history.iter().find(|d| d.status == DeploymentStatus::Running);
@@ -222,7 +227,8 @@ pub async fn rollback<P: Ports>(
         Some(id) => history
             .iter()
             .find(|d| &d.id == id)
-            .ok_or_else(|| ApiError::not_found(format!("deployment {id} not found in app {name}")))?,
+            // 409 like "no earlier release": the app exists, it has no such release to go back to.
+            .ok_or_else(|| ApiError::conflict(format!("app {name} has no deployment {id} to roll back to")))?,
         None => history
             .iter()
             .filter(was_live)
