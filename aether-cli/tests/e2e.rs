@@ -69,16 +69,31 @@ impl Drop for Server {
 struct User {
     home: PathBuf,
     project: PathBuf,
+    /// Everything the CLI printed, to check that no token ever shows in it.
+    transcript: std::cell::RefCell<String>,
 }
 
 impl User {
     fn new(dir: &Path) -> Self {
         let (home, project) = sample_project(dir);
-        Self { home, project }
+        Self { home, project, transcript: std::cell::RefCell::default() }
     }
 
     fn aether(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        self.command(args).envs(env.iter().copied()).stdin(Stdio::null()).output().unwrap()
+        let output = self.command(args).envs(env.iter().copied()).stdin(Stdio::null()).output().unwrap();
+        let mut transcript = self.transcript.borrow_mut();
+        transcript.push_str(&String::from_utf8_lossy(&output.stdout));
+        transcript.push_str(&String::from_utf8_lossy(&output.stderr));
+        output
+    }
+
+    /// Fails when the CLI's output, the server's log or its metrics show `secret`.
+    fn assert_never_printed(&self, server: &ServerProcess, secret: &str) {
+        assert!(!self.transcript.borrow().contains(secret), "the CLI printed a token");
+        assert!(!server.log().contains(secret), "the server logged a token");
+        let metrics = http_get(&format!("{}/metrics", server.url)).map(|(_, text)| text).unwrap_or_default();
+        assert!(metrics.contains("http_requests_total"), "no metrics to check: {metrics}");
+        assert!(!metrics.contains(secret), "the metrics show a token");
     }
 
     fn command(&self, args: &[&str]) -> Command {
@@ -264,6 +279,7 @@ fn run_scenario(database_url: Option<String>) {
     let (code, anonymous) = user.json_with(&["list"], &[("AETHER_API_BASE", &server.url)]);
     assert_eq!((code, anonymous["error"]["code"].as_str()), (10, Some("unauthorized")), "{anonymous}");
     user.json(&["login", "--token", TOKEN, "--api", &server.url]);
+    user.assert_never_printed(&server, TOKEN);
 
     // Stopping the server stops the app it runs.
     server.terminate();
