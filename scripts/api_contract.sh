@@ -15,38 +15,13 @@ venv="$target/contract-venv"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/contract/requirements.txt
 
 work="$(mktemp -d)"
-server_pid=""
-stop_server() {
-    if [[ -n "$server_pid" ]]; then
-        kill "$server_pid" 2>/dev/null || true
-        wait "$server_pid" 2>/dev/null || true
-        server_pid=""
-    fi
-}
+# shellcheck source=scripts/lib/server.sh
+source scripts/lib/server.sh
 trap 'stop_server; rm -rf "$work"' EXIT
-
-# Starts a fresh server on a port of its choosing and sets $base_url from the address it logs.
-start_server() {
-    local data="$work/data-$1" log="$work/server-$1.log"
-    mkdir -p "$data"
-    AETHER_DATA_DIR="$data" AETHER_LISTEN=127.0.0.1:0 RUST_LOG=info \
-        AETHER_API_TOKENS="contract-admin:admin,contract-deployer:deployer,contract-reader:reader" \
-        "$server_bin" 2>"$log" >/dev/null &
-    server_pid=$!
-    local address=""
-    for _ in $(seq 1 600); do
-        address="$(grep -o 'aether-server listening.*address=[0-9.:]*' "$log" | sed 's/.*address=//' | head -n 1 || true)"
-        [[ -n "$address" ]] && break
-        kill -0 "$server_pid" 2>/dev/null || { cat "$log" >&2; exit 1; }
-        sleep 0.1
-    done
-    [[ -n "$address" ]] || { echo "aether-server did not start" >&2; cat "$log" >&2; exit 1; }
-    base_url="http://$address"
-}
 
 status=0
 for role in admin deployer reader; do
-    start_server "$role"
+    start_server "$role" "contract-admin:admin,contract-deployer:deployer,contract-reader:reader"
     echo "== schemathesis as $role against $base_url ($max_examples examples per operation and phase)"
     AETHER_CONTRACT_TOKEN="contract-$role" "$venv/bin/schemathesis" --config-file tests/contract/schemathesis.toml \
         run "$base_url/openapi.json" --checks all --max-examples "$max_examples" \
@@ -56,8 +31,8 @@ for role in admin deployer reader; do
         grep -B2 -A14 "^[0-9]*\. Test Case ID" "$work/$role.txt" | head -n 200
         status=1
     fi
-    if grep -q "panicked" "$work/server-$role.log"; then
-        grep -A5 "panicked" "$work/server-$role.log"
+    if grep -q "panicked" "$server_log"; then
+        grep -A5 "panicked" "$server_log"
         status=1
     fi
     stop_server

@@ -38,5 +38,14 @@ VIRTUAL_ENV="$venv" CARGO_TARGET_DIR="$target" \
 AETHER_BIN="$target/debug/aether" AETHER_SERVER_BIN="$target/debug/aether-server" \
   "$venv/bin/python" -m pytest bindings/python/tests
 "$venv/bin/mypy" --strict examples/build.py
+
+echo "== [${SECONDS}s] API contract"
+# schemathesis against /openapi.json as each role (a bounded run; more examples locally with
+# scripts/api_contract.sh N).
+contract_status=0
+AETHER_SERVER_BIN="$target/debug/aether-server" ./scripts/api_contract.sh 15 || contract_status=$?
+# A client generated from the document (TypeScript) compiles and deploys.
+AETHER_SERVER_BIN="$target/debug/aether-server" ./scripts/generated_client.sh || contract_status=$?
 echo "== [${SECONDS}s] done"
+[[ "$contract_status" -eq 0 ]] || exit "$contract_status"
 exit "$rust_status"
