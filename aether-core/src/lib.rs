@@ -7,6 +7,7 @@ pub mod gzip;
 pub mod lockfile;
 pub mod manifest;
 pub mod pack;
+pub mod presign;
 pub mod project;
 pub mod provenance;
 pub mod sbom;

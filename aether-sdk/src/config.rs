@@ -51,7 +51,12 @@ impl ConfigFile {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
             Err(e) => return Err(Error::Config { path: path.to_path_buf(), message: e.to_string() }),
         };
-        toml::from_str(&text).map_err(|e| Error::Config { path: path.to_path_buf(), message: e.to_string() })
+        Self::parse(&text, path)
+    }
+
+    /// Parses the text of the file at `path` (named in errors).
+    pub fn parse(text: &str, path: &Path) -> Result<Self, Error> {
+        toml::from_str(text).map_err(|e| Error::Config { path: path.to_path_buf(), message: e.to_string() })
     }
 }
 
