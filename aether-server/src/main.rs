@@ -169,8 +169,9 @@ async fn serve<P: Ports<Store = SqlStore, Blobs = AnyArtifactStore>>(
     });
     let router = aether_server::api::router(state.clone());
     let token = state.shutdown.clone();
+    let signalled = shutdown_signal();
     let stopping = async move {
-        shutdown_signal().await;
+        signalled.await;
         // Ends the log streams, which would otherwise hold the graceful shutdown open forever.
         token.cancel();
     };
@@ -228,22 +229,30 @@ async fn serve_tls(
 }
 
 /// Resolves on SIGINT or SIGTERM; in-flight requests then finish before the process exits.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// SIGINT or SIGTERM. The handlers are installed when this is called, not when the future is
+/// first polled: a service manager may send SIGTERM the moment the server says it listens, and
+/// that must stop it gracefully rather than kill it.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).ok();
+    let mut terminate = signal(SignalKind::terminate()).ok();
+    async move {
+        tokio::select! {
+            _ = received(interrupt.as_mut()) => {}
+            _ = received(terminate.as_mut()) => {}
         }
-    };
-    tokio::select! {
-        _ = interrupt => {}
-        _ = terminate => {}
+        tracing::info!("shutting down: finishing in-flight requests");
     }
-    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+/// The next delivery of `signal`; never, when its handler could not be installed.
+async fn received(signal: Option<&mut tokio::signal::unix::Signal>) {
+    match signal {
+        Some(signal) => {
+            signal.recv().await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// Holds an exclusive lock on `<data dir>/aether-server.lock` for as long as the file lives.
