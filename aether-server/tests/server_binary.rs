@@ -27,10 +27,6 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Environment variables for a run.
 type Vars<'a> = &'a [(&'a str, String)];
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 fn client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().timeout(REQUEST_TIMEOUT).build().unwrap()
 }
@@ -41,6 +37,8 @@ struct Proc {
     stdout: Arc<Mutex<Vec<u8>>>,
     stderr: Arc<Mutex<Vec<u8>>>,
     readers: Vec<JoinHandle<()>>,
+    /// The address from its "aether-server listening" line, once it logs it.
+    listening: std::sync::mpsc::Receiver<String>,
 }
 
 impl Proc {
@@ -60,11 +58,12 @@ impl Proc {
         }
         let mut child = command.spawn().expect("spawn aether-server");
         let (stdout, stderr) = (Arc::default(), Arc::default());
+        let (address, listening) = std::sync::mpsc::channel();
         let readers = vec![
-            collect(child.stdout.take().unwrap(), Arc::clone(&stdout)),
-            collect(child.stderr.take().unwrap(), Arc::clone(&stderr)),
+            collect(child.stdout.take().unwrap(), Arc::clone(&stdout), None),
+            collect(child.stderr.take().unwrap(), Arc::clone(&stderr), Some(address)),
         ];
-        Self { child, stdout, stderr, readers }
+        Self { child, stdout, stderr, readers, listening }
     }
 
     fn stdout(&self) -> String {
@@ -111,14 +110,26 @@ impl Drop for Proc {
     }
 }
 
-fn collect(mut pipe: impl std::io::Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) -> JoinHandle<()> {
+/// Collects `pipe` line by line; with `address`, passes on the address of the "aether-server
+/// listening" line (after the line is collected, so the output then has it).
+fn collect(
+    pipe: impl std::io::Read + Send + 'static,
+    into: Arc<Mutex<Vec<u8>>>,
+    address: Option<std::sync::mpsc::Sender<String>>,
+) -> JoinHandle<()> {
     std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = pipe.read(&mut buf) {
-            if n == 0 {
-                break;
+        let mut lines = std::io::BufReader::new(pipe);
+        let mut line = Vec::new();
+        while matches!(std::io::BufRead::read_until(&mut lines, b'\n', &mut line), Ok(n) if n > 0) {
+            into.lock().unwrap().extend_from_slice(&line);
+            let text = String::from_utf8_lossy(&line);
+            if let Some(address) = &address
+                && text.contains("aether-server listening")
+                && let Some(found) = text.split_whitespace().find_map(|word| word.strip_prefix("address="))
+            {
+                let _ = address.send(found.to_owned());
             }
-            into.lock().unwrap().extend_from_slice(&buf[..n]);
+            line.clear();
         }
     })
 }
@@ -130,25 +141,16 @@ struct Server {
 }
 
 impl Server {
-    /// Starts the server and waits until `/healthz` answers.
-    async fn start(cwd: &Path, data_dir: &Path, port: u16, extra: &[(&str, String)]) -> Self {
-        let mut vars = vec![("AETHER_LISTEN", format!("127.0.0.1:{port}")), ("AETHER_DATA_DIR", path_string(data_dir))];
+    /// Starts the server on a port of its choosing and returns once it logs that it listens.
+    async fn start(cwd: &Path, data_dir: &Path, extra: &[(&str, String)]) -> Self {
+        let mut vars = vec![("AETHER_LISTEN", "127.0.0.1:0".to_owned()), ("AETHER_DATA_DIR", path_string(data_dir))];
         vars.extend(extra.iter().cloned());
-        let mut proc = Proc::spawn(&[], cwd, &vars);
-        let base = format!("http://127.0.0.1:{port}");
-        let http = client();
-        for _ in 0..400 {
-            if let Some(status) = proc.try_exit_status() {
-                panic!("aether-server exited early with {status}\nstderr:\n{}", proc.stderr());
-            }
-            if let Ok(response) = http.get(format!("{base}/healthz")).send().await
-                && response.status() == StatusCode::OK
-            {
-                return Self { proc, base };
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
+        let proc = Proc::spawn(&[], cwd, &vars);
+        // The log line comes once the socket is bound, or never: its reader ends with the process.
+        match proc.listening.recv_timeout(Duration::from_secs(60)) {
+            Ok(address) => Self { base: format!("http://{address}"), proc },
+            Err(_) => panic!("aether-server did not start listening\nstderr:\n{}", proc.stderr()),
         }
-        panic!("aether-server never became healthy on {base}\nstderr:\n{}", proc.stderr());
     }
 
     fn url(&self, path: &str) -> String {
@@ -242,10 +244,9 @@ async fn app_names(http: &reqwest::Client, server: &Server, token: &str) -> Vec<
 async fn embedded_first_start_prints_one_admin_token_stored_only_as_a_hash() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let port = free_port();
     let http = client();
 
-    let server = Server::start(dir.path(), &data, port, &[]).await;
+    let server = Server::start(dir.path(), &data, &[]).await;
     let started = Instant::now();
     let token = loop {
         if let Some(token) = tokens_in(&server.proc.stdout()).pop() {
@@ -280,7 +281,7 @@ async fn embedded_first_start_prints_one_admin_token_stored_only_as_a_hash() {
         "the token's hash is stored nowhere in the data dir"
     );
 
-    let server = Server::start(dir.path(), &data, port, &[]).await;
+    let server = Server::start(dir.path(), &data, &[]).await;
     assert_eq!(app_names(&http, &server, &token).await, ["web"]);
     let (status, stdout, stderr) = server.shut_down().await;
     assert!(status.success(), "{status}\n{stderr}");
@@ -313,7 +314,7 @@ async fn migrate_creates_the_database_and_exits_without_serving() {
     assert!(tokens_in(&migrate.stdout()).is_empty(), "migrate printed a token:\n{}", migrate.stdout());
 
     // Serving the migrated database afterwards is a first start: the admin token comes now.
-    let server = Server::start(dir.path(), &data, free_port(), &[]).await;
+    let server = Server::start(dir.path(), &data, &[]).await;
     let (status, stdout, stderr) = server.shut_down().await;
     assert!(status.success(), "{status}\n{stderr}");
     assert_eq!(tokens_in(&stdout).len(), 1, "{stdout}");
@@ -328,7 +329,7 @@ async fn postgres_outage_turns_into_503_and_recovers_without_a_restart() {
     let data = dir.path().join("data");
     let http = client();
     let vars = [("DATABASE_URL", url), ("AETHER_API_TOKENS", format!("{TOKEN}:admin"))];
-    let server = Server::start(dir.path(), &data, free_port(), &vars).await;
+    let server = Server::start(dir.path(), &data, &vars).await;
 
     let response = http.post(server.url("/apps")).bearer_auth(TOKEN).json(&json!({"name": "billing"})).send().await;
     assert_eq!(response.unwrap().status(), StatusCode::CREATED);
@@ -386,7 +387,7 @@ async fn sigterm_lets_an_upload_in_flight_finish_then_exits_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let vars = [("AETHER_API_TOKENS", format!("{TOKEN}:admin"))];
-    let server = Server::start(dir.path(), &data, free_port(), &vars).await;
+    let server = Server::start(dir.path(), &data, &vars).await;
 
     let payload: Arc<Vec<u8>> = Arc::new((0..CHUNK * CHUNKS).map(|i| (i * 31 + i / 4093) as u8).collect());
     let digest = sha256_hex(&payload);
@@ -448,7 +449,7 @@ async fn sigterm_lets_an_upload_in_flight_finish_then_exits_cleanly() {
         "the uploaded bytes are not in the artifact store"
     );
 
-    let server = Server::start(dir.path(), &data, free_port(), &vars).await;
+    let server = Server::start(dir.path(), &data, &vars).await;
     let http = client();
     let response = http.head(server.url(&format!("/artifacts/sha256:{digest}"))).bearer_auth(TOKEN).send().await;
     let response = response.unwrap();
@@ -463,7 +464,7 @@ async fn sigterm_lets_an_upload_in_flight_finish_then_exits_cleanly() {
 async fn bad_configuration_exits_non_zero_naming_the_variable() {
     let dir = tempfile::tempdir().unwrap();
     let data = path_string(&dir.path().join("data"));
-    let listen = || format!("127.0.0.1:{}", free_port());
+    let listen = || "127.0.0.1:0".to_owned();
     let missing_cert = path_string(&dir.path().join("missing-cert.pem"));
     let missing_key = path_string(&dir.path().join("missing-key.pem"));
     let cases: [(Vars<'_>, &[&str]); 7] = [
@@ -507,7 +508,7 @@ async fn a_start_that_fails_does_not_use_up_the_one_time_admin_token() {
     let busy = occupied.local_addr().unwrap().to_string();
     let failing: [Vars<'_>; 2] = [
         &[
-            ("AETHER_LISTEN", format!("127.0.0.1:{}", free_port())),
+            ("AETHER_LISTEN", "127.0.0.1:0".to_owned()),
             ("AETHER_TLS_CERT", missing("cert.pem")),
             ("AETHER_TLS_KEY", missing("key.pem")),
             data_var.clone(),
@@ -529,7 +530,7 @@ async fn a_start_that_fails_does_not_use_up_the_one_time_admin_token() {
     drop(occupied);
 
     // The first start that serves is the one that hands the admin token out.
-    let server = Server::start(dir.path(), &data, free_port(), &[]).await;
+    let server = Server::start(dir.path(), &data, &[]).await;
     let (status, stdout, stderr) = server.shut_down().await;
     assert!(status.success(), "{status}\n{stderr}");
     assert_eq!(tokens_in(&stdout).len(), 1, "the first serving start printed no admin token:\n{stdout}");
@@ -573,10 +574,9 @@ async fn a_running_release_is_stopped_on_shutdown_and_restored_at_its_url_after_
     const TOKEN: &str = "runtime-admin-token";
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let port = free_port();
     let vars = [("AETHER_API_TOKENS", format!("{TOKEN}:admin"))];
     let http = client();
-    let server = Server::start(dir.path(), &data, port, &vars).await;
+    let server = Server::start(dir.path(), &data, &vars).await;
 
     let id = deploy_node_app(&http, &server, TOKEN, "restored").await;
     let deployment = settled_deployment(&http, &server, TOKEN, &id).await;
@@ -593,7 +593,7 @@ async fn a_running_release_is_stopped_on_shutdown_and_restored_at_its_url_after_
     assert!(status.success(), "{status}\n{stderr}");
     assert!(refuses(&url), "the release outlived the server");
 
-    let server = Server::start(dir.path(), &data, port, &vars).await;
+    let server = Server::start(dir.path(), &data, &vars).await;
     assert_eq!(serving(&http, &url, &server).await, "restored production", "not restored at its recorded URL");
     let deployment = settled_deployment(&http, &server, TOKEN, &id).await;
     assert_eq!((deployment["status"].as_str(), deployment["url"].as_str()), (Some("running"), Some(url.as_str())));
@@ -611,7 +611,7 @@ async fn with_no_runtime_deployments_fail_and_logs_are_not_implemented() {
     let dir = tempfile::tempdir().unwrap();
     let vars = [("AETHER_API_TOKENS", format!("{TOKEN}:admin")), ("AETHER_RUNTIME", "none".to_owned())];
     let http = client();
-    let server = Server::start(dir.path(), &dir.path().join("data"), free_port(), &vars).await;
+    let server = Server::start(dir.path(), &dir.path().join("data"), &vars).await;
     let id = deploy_node_app(&http, &server, TOKEN, "never").await;
     let deployment = settled_deployment(&http, &server, TOKEN, &id).await;
     assert_eq!(deployment["status"], "failed", "{deployment}");
@@ -652,9 +652,8 @@ async fn a_second_server_on_the_same_sqlite_data_directory_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let token = ("AETHER_API_TOKEN", "one-replica-token".to_owned());
-    let first = Server::start(dir.path(), &data, free_port(), std::slice::from_ref(&token)).await;
-    let vars =
-        [("AETHER_LISTEN", format!("127.0.0.1:{}", free_port())), ("AETHER_DATA_DIR", path_string(&data)), token];
+    let first = Server::start(dir.path(), &data, std::slice::from_ref(&token)).await;
+    let vars = [("AETHER_LISTEN", "127.0.0.1:0".to_owned()), ("AETHER_DATA_DIR", path_string(&data)), token];
     let mut second = Proc::spawn(&[], dir.path(), &vars);
     let status = second.wait_exit(Duration::from_secs(30)).await;
     assert!(!status.success(), "a second server started on the same SQLite database");
@@ -687,7 +686,7 @@ async fn a_server_serves_on_a_database_migrated_by_a_newer_version() {
     let token = ("AETHER_API_TOKEN", "older-replica".to_owned());
     let mut extra = vars.to_vec();
     extra.push(token);
-    let server = Server::start(dir.path(), &dir.path().join("data"), free_port(), &extra).await;
+    let server = Server::start(dir.path(), &dir.path().join("data"), &extra).await;
     let ready = client().get(server.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), StatusCode::OK);
 }

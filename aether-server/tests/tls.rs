@@ -1,21 +1,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The real binary serves HTTPS with the PEM certificate and key it is given.
 
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::Duration;
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use aether_server::testing::process::ServerProcess;
 
 #[tokio::test]
 async fn serves_https_with_the_configured_certificate() {
@@ -24,19 +13,18 @@ async fn serves_https_with_the_configured_certificate() {
     let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     std::fs::write(&cert_path, certified.cert.pem()).unwrap();
     std::fs::write(&key_path, certified.signing_key.serialize_pem()).unwrap();
-    let port = free_port();
-    let _server = Server(
-        Command::new(env!("CARGO_BIN_EXE_aether-server"))
-            .env("AETHER_LISTEN", format!("127.0.0.1:{port}"))
-            .env("AETHER_DATA_DIR", dir.path().join("data"))
-            .env("AETHER_API_TOKENS", "secret:admin")
-            .env("AETHER_TLS_CERT", &cert_path)
-            .env("AETHER_TLS_KEY", &key_path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let path = |p: &Path| p.display().to_string();
+    let vars = [
+        ("AETHER_DATA_DIR", path(&dir.path().join("data"))),
+        ("AETHER_API_TOKENS", "secret:admin".to_owned()),
+        ("AETHER_TLS_CERT", path(&cert_path)),
+        ("AETHER_TLS_KEY", path(&key_path)),
+    ];
+    // Returns once the server logs that it listens, with the port it chose.
+    let server =
+        ServerProcess::start(Path::new(env!("CARGO_BIN_EXE_aether-server")), &vars.map(|(n, v)| (n.to_owned(), v)));
+    assert!(server.log().contains("tls=true"), "{}", server.log());
+    let port: u16 = server.url.rsplit_once(':').unwrap().1.parse().unwrap();
     let root = reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).unwrap();
     let client = reqwest::Client::builder()
         .tls_certs_only([root])
@@ -45,15 +33,8 @@ async fn serves_https_with_the_configured_certificate() {
         .build()
         .unwrap();
     let url = format!("https://localhost:{port}");
-    let mut answered = None;
-    for _ in 0..200 {
-        if let Ok(response) = client.get(format!("{url}/healthz")).send().await {
-            answered = Some(response.status());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert_eq!(answered, Some(reqwest::StatusCode::OK), "HTTPS /healthz must answer");
+    let health = client.get(format!("{url}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), reqwest::StatusCode::OK, "HTTPS /healthz must answer");
     let apps = client.get(format!("{url}/apps")).bearer_auth("secret").send().await.unwrap();
     assert_eq!(apps.status(), reqwest::StatusCode::OK);
     // Plain HTTP on the TLS port is not served.
