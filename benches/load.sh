@@ -83,7 +83,7 @@ LUA
     after="$(rss_kib)"
     read -r _ requests non2xx socket timeouts _ rps p50 p99 <<<"$line"
     printf '  %-28s %9.0f req/s  p50 %7.2f ms  p99 %7.2f ms  non-2xx %d  socket errors %d  timeouts %d  RSS %d -> %d KiB\n' \
-        "$method ${path%%\?*}" "$rps" "$p50" "$p99" "$non2xx" "$socket" "$timeouts" "$before" "$after" >&2
+        "$method ${path//$digest/\{digest\}}" "$rps" "$p50" "$p99" "$non2xx" "$socket" "$timeouts" "$before" "$after" >&2
     printf '{"route": "%s %s", "requests": %d, "requests_per_s": %s, "p50_ms": %s, "p99_ms": %s, "non_2xx": %d, "socket_errors": %d, "timeouts": %d, "rss_before_kib": %d, "rss_after_kib": %d}' \
         "$method" "$path" "$requests" "$rps" "$p50" "$p99" "$non2xx" "$socket" "$timeouts" "$before" "$after"
 }
