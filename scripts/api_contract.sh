@@ -4,6 +4,8 @@
 # against a fresh embedded server. Fails on any failure or server error.
 #
 # Usage: scripts/api_contract.sh [MAX_EXAMPLES]   (default 25 per operation and phase)
+# AETHER_CONTRACT_SEED=N makes the generated cases the same on every run (the test suite sets
+# it, so that its verdict does not depend on luck); without it every run explores anew.
 # Needs: the aether-server binary built (cargo build -p aether-server) and Python 3 with venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +27,8 @@ for role in admin deployer reader; do
     echo "== schemathesis as $role against $base_url ($max_examples examples per operation and phase)"
     AETHER_CONTRACT_TOKEN="contract-$role" "$venv/bin/schemathesis" --config-file tests/contract/schemathesis.toml \
         run "$base_url/openapi.json" --checks all --max-examples "$max_examples" \
-        --phases examples,coverage,fuzzing,stateful --no-color >"$work/$role.txt" 2>&1 || status=1
+        --phases examples,coverage,fuzzing,stateful --no-color ${AETHER_CONTRACT_SEED:+--seed "$AETHER_CONTRACT_SEED"} \
+        >"$work/$role.txt" 2>&1 || status=1
     tail -n 25 "$work/$role.txt"
     if grep -qE "Server error|ST(1|2|3)[0-9][0-9]" "$work/$role.txt"; then
         grep -B2 -A14 "^[0-9]*\. Test Case ID" "$work/$role.txt" | head -n 200

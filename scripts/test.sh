@@ -43,7 +43,7 @@ echo "== [${SECONDS}s] API contract"
 # schemathesis against /openapi.json as each role (a bounded run; more examples locally with
 # scripts/api_contract.sh N).
 contract_status=0
-AETHER_SERVER_BIN="$target/debug/aether-server" ./scripts/api_contract.sh 15 || contract_status=$?
+AETHER_CONTRACT_SEED=1 AETHER_SERVER_BIN="$target/debug/aether-server" ./scripts/api_contract.sh 15 || contract_status=$?
 # A client generated from the document (TypeScript) compiles and deploys.
 AETHER_SERVER_BIN="$target/debug/aether-server" ./scripts/generated_client.sh || contract_status=$?
 echo "== [${SECONDS}s] done"
