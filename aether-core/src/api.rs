@@ -46,7 +46,6 @@ pub struct PublicKeyResponse {
 pub struct ArtifactResponse {
     pub id: String,
     pub digest: String,
-    #[serde(deserialize_with = "crate::wire::integer::u64")]
     pub size_bytes: u64,
     pub storage_key: String,
     pub signed: bool,

@@ -79,13 +79,7 @@ impl Cluster {
         path: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let mut request = self.http.request(method, format!("{}{path}", server.url)).bearer_auth(TOKEN);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+        server.call(&self.http, TOKEN, method, path, body).await
     }
 
     /// Uploads `bytes`: presigned on one replica, PUT to S3, completed on the other.

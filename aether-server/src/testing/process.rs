@@ -81,6 +81,29 @@ impl ServerProcess {
         self.child.id()
     }
 
+    /// `method path` with a bearer token and an optional JSON body: the status and the JSON
+    /// answer (`null` when the answer is not JSON).
+    ///
+    /// # Panics
+    /// When the request cannot be sent: this is test support, where that is a failure.
+    #[allow(clippy::expect_used)]
+    pub async fn call(
+        &self,
+        http: &reqwest::Client,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut request = http.request(method, format!("{}{path}", self.url)).bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("a request to aether-server");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
     /// Everything it logged so far.
     pub fn log(&self) -> String {
         self.log.lock().unwrap_or_else(PoisonError::into_inner).clone()

@@ -66,13 +66,7 @@ impl Site {
         path: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let mut request = self.http.request(method, format!("{}{path}", server.url)).bearer_auth(TOKEN);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+        server.call(&self.http, TOKEN, method, path, body).await
     }
 
     pub async fn create_app(&self, server: &ServerProcess) {
