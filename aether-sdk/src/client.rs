@@ -185,12 +185,14 @@ impl Client {
     }
 }
 
-/// Whether an attempt failed in a way a later, identical attempt may not: the server said it
-/// is unavailable, or no connection could be made (so nothing reached it).
+/// Whether an attempt of an idempotent request failed in a way a later, identical attempt may
+/// not: the server said it is unavailable, or the transport failed (no connection, a reset
+/// or a stall mid-request). Repeating is safe because the caller only retries requests whose
+/// repetition changes nothing: reads, PUTs that replace, and POSTs carrying an idempotency key.
 fn retryable(result: &Result<Response, reqwest::Error>) -> bool {
     match result {
         Ok(response) => response.status() == StatusCode::SERVICE_UNAVAILABLE,
-        Err(error) => error.is_connect(),
+        Err(error) => error.is_connect() || error.is_timeout() || error.is_request() || error.is_body(),
     }
 }
 
