@@ -57,5 +57,7 @@ pub fn router<P: Ports>(state: AppState<P>) -> Router {
             )
         })
         .layer(middleware::from_fn_with_state(state.clone(), crate::metrics::track::<P>))
+        // A body that stops arriving fails its request instead of holding it open.
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(state.config.body_idle_timeout))
         .with_state(state)
 }

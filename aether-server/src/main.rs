@@ -182,12 +182,25 @@ async fn serve<P: Ports<Store = SqlStore, Blobs = AnyArtifactStore>>(
         replica = state.leases.replica_id(),
         "aether-server listening"
     );
-    let served = match tls {
-        Some(tls) => serve_tls(listener, tls, router, stopping).await,
-        None => axum::serve(tokio::net::TcpListener::from_std(listener)?, router)
-            .with_graceful_shutdown(stopping)
-            .await
-            .context("server failed"),
+    let serving = async {
+        match tls {
+            Some(tls) => serve_tls(listener, tls, router, stopping).await,
+            None => axum::serve(tokio::net::TcpListener::from_std(listener)?, router)
+                .with_graceful_shutdown(stopping)
+                .await
+                .context("server failed"),
+        }
+    };
+    // A request that outlives the grace period is cut off: the releases must still be stopped
+    // before a service manager's own deadline kills this process with them orphaned.
+    let grace = state.config.shutdown_grace;
+    let shutdown = state.shutdown.clone();
+    let served = tokio::select! {
+        served = serving => served,
+        () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish within the shutdown grace period; closing them");
+            Ok(())
+        }
     };
     // A release still being restored is dropped, which kills its processes.
     restoring.abort();

@@ -460,6 +460,68 @@ async fn sigterm_lets_an_upload_in_flight_finish_then_exits_cleanly() {
     assert!(status.success(), "{status}\n{stderr}");
 }
 
+/// Opens a legacy upload of `declared` bytes on a raw connection and sends the first `sent`.
+async fn start_raw_upload(server: &Server, token: &str, declared: usize, sent: usize) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt as _;
+    let address = server.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let digest = "0".repeat(64);
+    let head = format!(
+        "POST /artifacts HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\n\
+         x-aether-artifact-digest: sha256:{digest}\r\nContent-Length: {declared}\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&vec![7u8; sent]).await.unwrap();
+    stream
+}
+
+#[tokio::test]
+async fn an_upload_that_stops_sending_fails_after_the_idle_timeout_and_leaves_nothing() {
+    use tokio::io::AsyncReadExt as _;
+    const TOKEN: &str = "idle-admin-token";
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let vars = [("AETHER_API_TOKENS", format!("{TOKEN}:admin")), ("AETHER_BODY_IDLE_TIMEOUT_SECS", "1".to_owned())];
+    let server = Server::start(dir.path(), &data, &vars).await;
+
+    // A client that sends part of its body, then nothing, and keeps the connection open.
+    let mut stream = start_raw_upload(&server, TOKEN, 1024 * 1024, 64 * 1024).await;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the stalled upload is still open after 30 s");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("within the designated timeout"), "the answer does not say why: {answer}");
+    assert_eq!(files_under(&data.join("artifacts").join("tmp")), Vec::new(), "the stalled upload left a file");
+
+    let (status, _, stderr) = server.shut_down().await;
+    assert!(status.success(), "{status}\n{stderr}");
+}
+
+#[tokio::test]
+async fn a_request_still_running_after_the_shutdown_grace_is_cut_off() {
+    use tokio::io::AsyncWriteExt as _;
+    const TOKEN: &str = "grace-admin-token";
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let vars = [("AETHER_API_TOKENS", format!("{TOKEN}:admin")), ("AETHER_SHUTDOWN_GRACE_SECS", "1".to_owned())];
+    let mut server = Server::start(dir.path(), &data, &vars).await;
+
+    // A client trickling its body never finishes; the server must not wait for it forever.
+    let mut stream = start_raw_upload(&server, TOKEN, 1024 * 1024, 1).await;
+    let trickle = tokio::spawn(async move {
+        while stream.write_all(b"x").await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    server.proc.sigterm();
+    let status = server.proc.wait_exit(Duration::from_secs(15)).await;
+    trickle.abort();
+    let stderr = server.proc.stderr();
+    assert!(status.success(), "{status}\n{stderr}");
+    assert!(stderr.contains("did not finish within the shutdown grace period"), "{stderr}");
+}
+
 #[tokio::test]
 async fn bad_configuration_exits_non_zero_naming_the_variable() {
     let dir = tempfile::tempdir().unwrap();

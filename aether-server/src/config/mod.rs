@@ -45,6 +45,13 @@ pub struct ServerConfig {
     pub rollout_timeout: Duration,
     /// How soon another replica takes over the rollouts of one that died (`AETHER_LEASE_SECS`).
     pub lease: Duration,
+    /// How long a request body may send nothing before its request fails
+    /// (`AETHER_BODY_IDLE_TIMEOUT_SECS`): a client that vanished mid-upload must not hold its
+    /// connection, upload slot and staging file, nor a graceful shutdown, forever.
+    pub body_idle_timeout: Duration,
+    /// How long a shutdown waits for in-flight requests before closing them
+    /// (`AETHER_SHUTDOWN_GRACE_SECS`); the releases are stopped after that either way.
+    pub shutdown_grace: Duration,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -148,6 +155,8 @@ impl ServerConfig {
             health_timeout: Duration::from_millis(number("AETHER_HEALTH_TIMEOUT_MS")?.unwrap_or(30_000).max(1)),
             rollout_timeout,
             lease: Duration::from_secs(number("AETHER_LEASE_SECS")?.unwrap_or(15).max(1)),
+            body_idle_timeout: Duration::from_secs(number("AETHER_BODY_IDLE_TIMEOUT_SECS")?.unwrap_or(60).max(1)),
+            shutdown_grace: Duration::from_secs(number("AETHER_SHUTDOWN_GRACE_SECS")?.unwrap_or(20)),
         })
     }
 }

@@ -18,7 +18,7 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 pub struct ServerProcess {
     child: Child,
-    /// `http://127.0.0.1:<port>`.
+    /// `http://<address it listens on>`, e.g. `http://127.0.0.1:<port>`.
     pub url: String,
     log: Arc<Mutex<String>>,
 }
@@ -29,9 +29,17 @@ impl ServerProcess {
     ///
     /// # Panics
     /// When it exits or does not listen in time: this is test support, where that is a failure.
-    #[allow(clippy::expect_used, clippy::panic)]
     pub fn start(binary: &Path, vars: &[(String, String)]) -> Self {
-        let mut command = Command::new(binary);
+        Self::start_command(Command::new(binary), vars)
+    }
+
+    /// Like [`ServerProcess::start`], for a command that ends up executing the server, e.g.
+    /// `ip netns exec NAME aether-server` to run it inside a network namespace.
+    ///
+    /// # Panics
+    /// As [`ServerProcess::start`].
+    #[allow(clippy::expect_used, clippy::panic)]
+    pub fn start_command(mut command: Command, vars: &[(String, String)]) -> Self {
         command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
         for (name, _) in std::env::vars_os() {
             let name = name.to_string_lossy().into_owned();
