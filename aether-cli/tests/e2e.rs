@@ -5,11 +5,11 @@
 
 mod common;
 
-use common::{aether_bin, sample_project, server_bin};
+use common::{User, aether_bin, server_bin};
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use aether_server::testing::postgres::TestPostgres;
@@ -65,72 +65,13 @@ impl Drop for Server {
     }
 }
 
-/// A copy of the sample app and private HOME/XDG directories for the CLI.
-struct User {
-    home: PathBuf,
-    project: PathBuf,
-    /// Everything the CLI printed, to check that no token ever shows in it.
-    transcript: std::cell::RefCell<String>,
-}
-
-impl User {
-    fn new(dir: &Path) -> Self {
-        let (home, project) = sample_project(dir);
-        Self { home, project, transcript: std::cell::RefCell::default() }
-    }
-
-    fn aether(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let output = self.command(args).envs(env.iter().copied()).stdin(Stdio::null()).output().unwrap();
-        let mut transcript = self.transcript.borrow_mut();
-        transcript.push_str(&String::from_utf8_lossy(&output.stdout));
-        transcript.push_str(&String::from_utf8_lossy(&output.stderr));
-        output
-    }
-
-    /// Fails when the CLI's output, the server's log or its metrics show `secret`.
-    fn assert_never_printed(&self, server: &ServerProcess, secret: &str) {
-        assert!(!self.transcript.borrow().contains(secret), "the CLI printed a token");
-        assert!(!server.log().contains(secret), "the server logged a token");
-        let metrics = http_get(&format!("{}/metrics", server.url)).map(|(_, text)| text).unwrap_or_default();
-        assert!(metrics.contains("http_requests_total"), "no metrics to check: {metrics}");
-        assert!(!metrics.contains(secret), "the metrics show a token");
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(aether_bin());
-        command
-            .args(args)
-            .current_dir(&self.project)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", &self.home)
-            .env("XDG_CONFIG_HOME", self.home.join("config"))
-            .env("XDG_CACHE_HOME", self.home.join("cache"));
-        command
-    }
-
-    /// Runs a command with `--format json` and returns its exit code and JSON.
-    fn json(&self, args: &[&str]) -> (i32, Value) {
-        self.json_with(args, &[])
-    }
-
-    fn json_with(&self, args: &[&str], env: &[(&str, &str)]) -> (i32, Value) {
-        let mut all = args.to_vec();
-        all.extend(["--format", "json"]);
-        let output = self.aether(&all, env);
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-            panic!("{args:?}: {e}\nstdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&output.stderr))
-        });
-        (output.status.code().unwrap_or(-1), value)
-    }
-
-    fn edit(&self, file: &str, from: &str, to: &str) {
-        let path = self.project.join(file);
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.contains(from), "{file} has no {from:?}");
-        std::fs::write(&path, text.replace(from, to)).unwrap();
-    }
+/// Fails when the CLI's output, the server's log or its metrics show `secret`.
+fn assert_never_printed(user: &User, server: &ServerProcess, secret: &str) {
+    assert!(!user.transcript.borrow().contains(secret), "the CLI printed a token");
+    assert!(!server.log().contains(secret), "the server logged a token");
+    let metrics = http_get(&format!("{}/metrics", server.url)).map(|(_, text)| text).unwrap_or_default();
+    assert!(metrics.contains("http_requests_total"), "no metrics to check: {metrics}");
+    assert!(!metrics.contains(secret), "the metrics show a token");
 }
 
 /// A plain HTTP/1.1 GET: (status, body), or `None` when nothing answers.
@@ -279,7 +220,7 @@ fn run_scenario(database_url: Option<String>) {
     let (code, anonymous) = user.json_with(&["list"], &[("AETHER_API_BASE", &server.url)]);
     assert_eq!((code, anonymous["error"]["code"].as_str()), (10, Some("unauthorized")), "{anonymous}");
     user.json(&["login", "--token", TOKEN, "--api", &server.url]);
-    user.assert_never_printed(&server, TOKEN);
+    assert_never_printed(&user, &server, TOKEN);
 
     // Stopping the server stops the app it runs.
     server.terminate();

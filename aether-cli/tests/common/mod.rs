@@ -1,6 +1,11 @@
-//! What the end-to-end tests share: where the binaries under test are, and a copy of the sample app.
+//! What the end-to-end tests share: where the binaries under test are, a copy of the sample app,
+//! and a user running the CLI on it. Each test binary uses part of it.
+#![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
 
 pub fn aether_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_aether"))
@@ -25,4 +30,63 @@ pub fn sample_project(dir: &std::path::Path) -> (PathBuf, PathBuf) {
     let home = dir.join("home");
     std::fs::create_dir_all(&home).unwrap();
     (home, project)
+}
+
+/// A copy of the sample app and private HOME/XDG directories for the CLI.
+pub struct User {
+    pub home: PathBuf,
+    pub project: PathBuf,
+    /// Everything the CLI printed, to check that no token ever shows in it.
+    pub transcript: std::cell::RefCell<String>,
+}
+
+impl User {
+    pub fn new(dir: &Path) -> Self {
+        let (home, project) = sample_project(dir);
+        Self { home, project, transcript: std::cell::RefCell::default() }
+    }
+
+    pub fn aether(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let output = self.command(args).envs(env.iter().copied()).stdin(Stdio::null()).output().unwrap();
+        let mut transcript = self.transcript.borrow_mut();
+        transcript.push_str(&String::from_utf8_lossy(&output.stdout));
+        transcript.push_str(&String::from_utf8_lossy(&output.stderr));
+        output
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(aether_bin());
+        command
+            .args(args)
+            .current_dir(&self.project)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", &self.home)
+            .env("XDG_CONFIG_HOME", self.home.join("config"))
+            .env("XDG_CACHE_HOME", self.home.join("cache"));
+        command
+    }
+
+    /// Runs a command with `--format json` and returns its exit code and JSON.
+    pub fn json(&self, args: &[&str]) -> (i32, Value) {
+        self.json_with(args, &[])
+    }
+
+    pub fn json_with(&self, args: &[&str], env: &[(&str, &str)]) -> (i32, Value) {
+        let mut all = args.to_vec();
+        all.extend(["--format", "json"]);
+        let output = self.aether(&all, env);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+            panic!("{args:?}: {e}\nstdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&output.stderr))
+        });
+        (output.status.code().unwrap_or(-1), value)
+    }
+
+    pub fn edit(&self, file: &str, from: &str, to: &str) {
+        let path = self.project.join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "{file} has no {from:?}");
+        std::fs::write(&path, text.replace(from, to)).unwrap();
+    }
 }
