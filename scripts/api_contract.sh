@@ -38,6 +38,6 @@ for role in admin deployer reader; do
         grep -A5 "panicked" "$server_log"
         status=1
     fi
-    stop_server
+    stop_server || status=1
 done
 exit "$status"

@@ -58,4 +58,6 @@ if grep -q "panicked" "$server_log"; then
     grep -A5 "panicked" "$server_log" >&2
     exit 1
 fi
+# Stopping also checks that its log shows no token.
+stop_server
 echo "generated client: passed in $((SECONDS - started_at)) s"

@@ -65,15 +65,6 @@ impl Drop for Server {
     }
 }
 
-/// Fails when the CLI's output, the server's log or its metrics show `secret`.
-fn assert_never_printed(user: &User, server: &ServerProcess, secret: &str) {
-    assert!(!user.transcript.borrow().contains(secret), "the CLI printed a token");
-    assert!(!server.log().contains(secret), "the server logged a token");
-    let metrics = http_get(&format!("{}/metrics", server.url)).map(|(_, text)| text).unwrap_or_default();
-    assert!(metrics.contains("http_requests_total"), "no metrics to check: {metrics}");
-    assert!(!metrics.contains(secret), "the metrics show a token");
-}
-
 /// A plain HTTP/1.1 GET: (status, body), or `None` when nothing answers.
 fn http_get(url: &str) -> Option<(u16, String)> {
     let rest = url.strip_prefix("http://")?;
@@ -220,7 +211,6 @@ fn run_scenario(database_url: Option<String>) {
     let (code, anonymous) = user.json_with(&["list"], &[("AETHER_API_BASE", &server.url)]);
     assert_eq!((code, anonymous["error"]["code"].as_str()), (10, Some("unauthorized")), "{anonymous}");
     user.json(&["login", "--token", TOKEN, "--api", &server.url]);
-    assert_never_printed(&user, &server, TOKEN);
 
     // Stopping the server stops the app it runs.
     server.terminate();

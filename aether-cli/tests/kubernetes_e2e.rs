@@ -201,6 +201,7 @@ impl Running {
         let output = self.output.recv_timeout(PATIENCE);
         self.done = output.is_ok();
         let output = output.unwrap_or_else(|_| panic!("`aether {}` still runs after {PATIENCE:?}", self.args)).unwrap();
+        common::assert_no_secret_printed(&output, &[TOKEN.to_owned()], &self.args);
         let stdout = String::from_utf8_lossy(&output.stdout);
         let value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
             panic!("`aether {}`: {e}\nstdout: {stdout}\nstderr: {}", self.args, String::from_utf8_lossy(&output.stderr))

@@ -8,15 +8,17 @@ use aether_core::digest::sha256_hex;
 use aether_server::testing::process::ServerProcess;
 use futures_util::StreamExt as _;
 
+const TOKEN: &str = "crash-admin-token";
+
 /// The server on `data`, killed (SIGKILL) when dropped.
 fn start(data: &Path) -> ServerProcess {
-    let vars = [("AETHER_DATA_DIR", data.display().to_string()), ("AETHER_API_TOKENS", "t:admin".to_owned())];
+    let vars = [("AETHER_DATA_DIR", data.display().to_string()), ("AETHER_API_TOKENS", format!("{TOKEN}:admin"))];
     ServerProcess::start(Path::new(env!("CARGO_BIN_EXE_aether-server")), &vars.map(|(n, v)| (n.to_owned(), v)))
 }
 
 async fn head(client: &reqwest::Client, server: &ServerProcess, digest: &str) -> u16 {
     let url = format!("{}/artifacts/{digest}", server.url);
-    client.head(url).bearer_auth("t").send().await.unwrap().status().as_u16()
+    client.head(url).bearer_auth(TOKEN).send().await.unwrap().status().as_u16()
 }
 
 #[tokio::test]
@@ -25,7 +27,7 @@ async fn killed_mid_upload_or_before_complete_nothing_counts_as_stored() {
     let client = reqwest::Client::new();
     let mut server = start(dir.path());
     let app =
-        client.post(format!("{}/apps", server.url)).bearer_auth("t").json(&serde_json::json!({"name": "web"})).send();
+        client.post(format!("{}/apps", server.url)).bearer_auth(TOKEN).json(&serde_json::json!({"name": "web"})).send();
     assert_eq!(app.await.unwrap().status(), 201);
 
     // 1. Killed while the legacy upload's body is still streaming: the first 1 MiB is sent,
@@ -41,7 +43,7 @@ async fn killed_mid_upload_or_before_complete_nothing_counts_as_stored() {
     });
     let upload = client
         .post(format!("{}/artifacts?app_name=web", server.url))
-        .bearer_auth("t")
+        .bearer_auth(TOKEN)
         .header("x-aether-artifact-digest", &digest)
         .body(reqwest::Body::wrap_stream(futures_util::stream::iter(first_mib).chain(rest)))
         .send();
@@ -57,7 +59,7 @@ async fn killed_mid_upload_or_before_complete_nothing_counts_as_stored() {
     let presign = serde_json::json!({"app_name": "web", "digest": small_digest, "size_bytes": small.len()});
     let presigned: serde_json::Value = client
         .post(format!("{}/artifacts/presign", server.url))
-        .bearer_auth("t")
+        .bearer_auth(TOKEN)
         .json(&presign)
         .send()
         .await
@@ -73,7 +75,7 @@ async fn killed_mid_upload_or_before_complete_nothing_counts_as_stored() {
     assert_eq!(head(&client, &server, &digest).await, 404, "a half-received upload is not stored");
     assert_eq!(head(&client, &server, &small_digest).await, 404, "a blob without its row is not counted as stored");
     let listed: serde_json::Value =
-        client.get(format!("{}/artifacts", server.url)).bearer_auth("t").send().await.unwrap().json().await.unwrap();
+        client.get(format!("{}/artifacts", server.url)).bearer_auth(TOKEN).send().await.unwrap().json().await.unwrap();
     assert_eq!(listed["items"].as_array().unwrap().len(), 0, "no artifact row exists: {listed}");
     let object = dir.path().join(format!("artifacts/objects/artifacts/sha256/{digest}.tar.gz"));
     assert!(!object.exists(), "the killed upload never became an object");

@@ -16,7 +16,7 @@ async fn serves_https_with_the_configured_certificate() {
     let path = |p: &Path| p.display().to_string();
     let vars = [
         ("AETHER_DATA_DIR", path(&dir.path().join("data"))),
-        ("AETHER_API_TOKENS", "secret:admin".to_owned()),
+        ("AETHER_API_TOKENS", "tls-admin-token:admin".to_owned()),
         ("AETHER_TLS_CERT", path(&cert_path)),
         ("AETHER_TLS_KEY", path(&key_path)),
     ];
@@ -35,7 +35,7 @@ async fn serves_https_with_the_configured_certificate() {
     let url = format!("https://localhost:{port}");
     let health = client.get(format!("{url}/healthz")).send().await.unwrap();
     assert_eq!(health.status(), reqwest::StatusCode::OK, "HTTPS /healthz must answer");
-    let apps = client.get(format!("{url}/apps")).bearer_auth("secret").send().await.unwrap();
+    let apps = client.get(format!("{url}/apps")).bearer_auth("tls-admin-token").send().await.unwrap();
     assert_eq!(apps.status(), reqwest::StatusCode::OK);
     // Plain HTTP on the TLS port is not served.
     let plain = reqwest::Client::new().get(format!("http://127.0.0.1:{port}/healthz")).send().await;

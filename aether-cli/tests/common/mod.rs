@@ -33,24 +33,34 @@ pub fn sample_project(dir: &std::path::Path) -> (PathBuf, PathBuf) {
 }
 
 /// A copy of the sample app and private HOME/XDG directories for the CLI.
+/// Fails when a command's output shows one of `secrets` or a token the server minted.
+pub fn assert_no_secret_printed(output: &Output, secrets: &[String], command: &str) {
+    let printed = format!("{}\n{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    if let Some(secret) = aether_server::testing::secrets::first_shown(&printed, secrets) {
+        panic!("`aether {command}` printed a token ({} characters)", secret.len());
+    }
+}
+
 pub struct User {
     pub home: PathBuf,
     pub project: PathBuf,
-    /// Everything the CLI printed, to check that no token ever shows in it.
-    pub transcript: std::cell::RefCell<String>,
+    /// Every token this user gave the CLI; no later output may show one.
+    secrets: std::cell::RefCell<Vec<String>>,
 }
 
 impl User {
     pub fn new(dir: &Path) -> Self {
         let (home, project) = sample_project(dir);
-        Self { home, project, transcript: std::cell::RefCell::default() }
+        Self { home, project, secrets: std::cell::RefCell::default() }
     }
 
     pub fn aether(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let output = self.command(args).envs(env.iter().copied()).stdin(Stdio::null()).output().unwrap();
-        let mut transcript = self.transcript.borrow_mut();
-        transcript.push_str(&String::from_utf8_lossy(&output.stdout));
-        transcript.push_str(&String::from_utf8_lossy(&output.stderr));
+        let mut secrets = self.secrets.borrow_mut();
+        let given = args.windows(2).filter(|pair| pair[0] == "--token").map(|pair| pair[1]);
+        let in_env = env.iter().filter(|(name, _)| *name == "AETHER_TOKEN").map(|(_, value)| *value);
+        secrets.extend(given.chain(in_env).map(str::to_owned));
+        assert_no_secret_printed(&output, &secrets, &args.join(" "));
         output
     }
 

@@ -4,4 +4,5 @@ pub mod kube;
 pub mod postgres;
 pub mod process;
 pub mod s3;
+pub mod secrets;
 pub mod server;

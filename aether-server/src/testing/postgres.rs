@@ -42,11 +42,22 @@ impl TestPostgres {
                 run(Command::new("chown").arg("postgres:postgres").arg(path))?;
             }
         }
-        let port = free_port()?;
-        let pg = Self { dir, bin_dir, port, as_postgres_user };
+        let mut pg = Self { dir, bin_dir, port: free_port()?, as_postgres_user };
         pg.run_tool("initdb", &["-D", path_str(&data), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"])?;
-        pg.resume()?;
-        Ok(pg)
+        // PostgreSQL cannot listen on port 0 and tell which port it got, so a free port is
+        // picked; when something takes it before PostgreSQL binds it, another one is tried.
+        let mut attempts = 1;
+        loop {
+            match pg.resume() {
+                Ok(()) => return Ok(pg),
+                Err(error) if attempts < 5 && pg.port_was_taken() => {
+                    attempts += 1;
+                    pg.port = free_port()?;
+                    tracing::debug!(%error, port = pg.port, "the port was taken; trying another");
+                }
+                Err(error) => return Err(error),
+            }
+        }
     }
 
     /// Shuts the cluster down (`pg_ctl stop -m fast`: open connections are terminated) and
@@ -66,6 +77,12 @@ impl TestPostgres {
         );
         let (data, log) = (self.data_dir(), self.dir.path().join("postgres.log"));
         self.run_tool("pg_ctl", &["-D", path_str(&data), "-o", &options, "-l", path_str(&log), "-w", "start"])
+    }
+
+    /// Whether the last start failed because its port was in use.
+    fn port_was_taken(&self) -> bool {
+        std::fs::read_to_string(self.dir.path().join("postgres.log"))
+            .is_ok_and(|log| log.lines().rev().take(20).any(|line| line.contains("Address already in use")))
     }
 
     /// The port the cluster listens on, the same across [`Self::stop`] and [`Self::resume`].

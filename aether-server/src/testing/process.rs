@@ -21,6 +21,10 @@ pub struct ServerProcess {
     /// `http://<address it listens on>`, e.g. `http://127.0.0.1:<port>`.
     pub url: String,
     log: Arc<Mutex<String>>,
+    /// What it must never write: the tokens and keys it was started with.
+    secrets: Vec<String>,
+    /// Its `/metrics` as read just before it was stopped, scanned for secrets with its log.
+    last_metrics: String,
 }
 
 impl ServerProcess {
@@ -40,6 +44,11 @@ impl ServerProcess {
     /// As [`ServerProcess::start`].
     #[allow(clippy::expect_used, clippy::panic)]
     pub fn start_command(mut command: Command, vars: &[(String, String)]) -> Self {
+        let secrets = crate::testing::secrets::in_server_environment(vars);
+        // A shorter one would be found in any log by chance.
+        if let Some(short) = secrets.iter().find(|secret| secret.len() < 8) {
+            panic!("test tokens need at least 8 characters to be scanned for; {short:?} is shorter");
+        }
         command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
         for (name, _) in std::env::vars_os() {
             let name = name.to_string_lossy().into_owned();
@@ -74,7 +83,7 @@ impl ServerProcess {
             let log = log.lock().unwrap_or_else(PoisonError::into_inner).clone();
             panic!("aether-server did not start listening:\n{log}");
         };
-        Self { child, url: format!("http://{address}"), log }
+        Self { child, url: format!("http://{address}"), log, secrets, last_metrics: String::new() }
     }
 
     /// The replica id it announced when it started listening (what the `leases` table calls it).
@@ -128,6 +137,7 @@ impl ServerProcess {
         if let Ok(Some(status)) = self.child.try_wait() {
             return status;
         }
+        self.read_metrics();
         let pid = Pid::from_raw(i32::try_from(self.child.id()).unwrap_or(i32::MAX));
         let _ = kill(pid, Signal::SIGTERM);
         // A watchdog ends a stop that hangs, so that this wait always returns.
@@ -155,12 +165,47 @@ impl ServerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// Keeps the metrics as they are now (plain HTTP only), for the secret scan on drop.
+    fn read_metrics(&mut self) {
+        if let Some(text) = self.url.strip_prefix("http://").and_then(|address| plain_get(address, "/metrics")) {
+            self.last_metrics = text;
+        }
+    }
 }
 
 impl Drop for ServerProcess {
+    /// Kills the server, then fails the test if its log or metrics showed a secret.
+    #[allow(clippy::panic)]
     fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) && !std::thread::panicking() {
+            self.read_metrics();
+        }
         self.kill();
+        // A failing test is already unwinding: a second panic would abort and hide the first.
+        if std::thread::panicking() {
+            return;
+        }
+        let written = format!("{}\n{}", self.log(), self.last_metrics);
+        if let Some(secret) = crate::testing::secrets::first_shown(&written, &self.secrets) {
+            panic!(
+                "aether-server wrote a secret ({} characters, starting {:?})",
+                secret.len(),
+                &secret[..4.min(secret.len())]
+            );
+        }
     }
+}
+
+/// A plain HTTP/1.1 GET's whole answer, or `None` when nothing answers in time.
+fn plain_get(address: &str, path: &str) -> Option<String> {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(address).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    Some(answer)
 }
 
 /// The value of `name=value` in a log line.

@@ -4,6 +4,7 @@ binary built from this checkout, and a real embedded `aether-server` on a loopba
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -82,7 +83,8 @@ def sample_app(tmp_path: Path) -> Path:
     return copy_sample(tmp_path / "sample-node")
 
 
-def free_port() -> int:
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
@@ -103,13 +105,13 @@ def server(server_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     token, ready once it logs that it listens."""
     data = tmp_path_factory.mktemp("server-data")
     token = "aether_" + secrets.token_hex(32)
-    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AETHER_") and k != "DATABASE_URL"}
     env.update(
-        AETHER_LISTEN=f"127.0.0.1:{port}",
+        AETHER_LISTEN="127.0.0.1:0",
         AETHER_DATA_DIR=str(data),
         AETHER_API_TOKENS=f"{token}:admin",
         NO_COLOR="1",
+        RUST_LOG="info",
     )
     process = subprocess.Popen(
         [str(server_bin)], cwd=data, env=env, stdin=subprocess.DEVNULL,
@@ -117,21 +119,24 @@ def server(server_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     )
     log: List[str] = []
     listening = threading.Event()
+    address: List[str] = []
 
     def read_log() -> None:
         assert process.stderr is not None
         for line in process.stderr:
             log.append(line)
-            if "aether-server listening" in line:
+            found = re.search(r"aether-server listening.*address=([0-9.:]+)", line)
+            if found:
+                address.append(found.group(1))
                 listening.set()
         listening.set()  # the server exited: stop waiting
 
     reader = threading.Thread(target=read_log, daemon=True)
     reader.start()
-    if not listening.wait(SERVER_START_TIMEOUT_S) or process.poll() is not None:
+    if not listening.wait(SERVER_START_TIMEOUT_S) or process.poll() is not None or not address:
         process.kill()
         pytest.fail("aether-server did not start; its log:\n" + "".join(log))
-    yield Server(f"http://127.0.0.1:{port}", token, process, log)
+    yield Server(f"http://{address[0]}", token, process, log)
     # SIGTERM: the server finishes requests and stops the releases it started.
     process.send_signal(signal.SIGTERM)
     try:
@@ -140,3 +145,5 @@ def server(server_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         process.kill()
         process.wait()
     reader.join(timeout=5)
+    # Nothing the server wrote may show its token.
+    assert token not in "".join(log), "aether-server logged its admin token"
