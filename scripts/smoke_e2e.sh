@@ -40,10 +40,9 @@ for run in $(seq 1 "$RUNS"); do
     "$AETHER_BIN" deploy "$project" --pack-only --format json >"$WORK/run-$run/result.json"
     end=$(date +%s%N)
   else
-    port="$(free_port)"
     token="$(random_token)"
-    start_server "$WORK/run-$run/data" "$port" "$token" "$WORK/run-$run/server.log"
-    "$AETHER_BIN" login --api "http://127.0.0.1:$port" --token "$token" >&2
+    start_server "$WORK/run-$run/data" 0 "$token" "$WORK/run-$run/server.log"
+    "$AETHER_BIN" login --api "$SERVER_URL" --token "$token" >&2
     start=$(date +%s%N)
     "$AETHER_BIN" deploy "$project" --format json >"$WORK/run-$run/result.json" || {
       echo "deploy failed:" >&2; cat "$WORK/run-$run/result.json" >&2; cat "$WORK/run-$run/server.log" >&2; exit 1; }

@@ -514,6 +514,16 @@ async fn a_request_still_running_after_the_shutdown_grace_is_cut_off() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
+    // SIGTERM only once the server is visibly handling the upload (its temporary file exists):
+    // a connection it has not accepted yet would just be closed.
+    let tmp_dir = data.join("artifacts").join("tmp");
+    for _ in 0..400 {
+        if !files_under(&tmp_dir).is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(!files_under(&tmp_dir).is_empty(), "the upload never reached artifacts/tmp");
     server.proc.sigterm();
     let status = server.proc.wait_exit(Duration::from_secs(15)).await;
     trickle.abort();

@@ -11,24 +11,22 @@ ensure_binaries() {
   fi
 }
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
 random_token() {
   python3 -c 'import secrets; print("aether_" + secrets.token_hex(32))'
 }
 
-# start_server DATA_DIR PORT TOKEN LOG: starts the server in the background, sets SERVER_PID,
-# and returns once /healthz answers (or fails after 30 s, showing the log).
+# start_server DATA_DIR PORT TOKEN LOG: starts the server in the background on PORT (0: a port
+# of its choosing), sets SERVER_PID and SERVER_URL (from the address it logs once it listens),
+# and returns then (or fails after 30 s, showing the log).
 start_server() {
   local data_dir="$1" port="$2" token="$3" log="$4"
   mkdir -p "$data_dir"
-  AETHER_DATA_DIR="$data_dir" AETHER_LISTEN="127.0.0.1:$port" AETHER_API_TOKENS="$token:admin" \
+  AETHER_DATA_DIR="$data_dir" AETHER_LISTEN="127.0.0.1:$port" AETHER_API_TOKENS="$token:admin" RUST_LOG=info \
     nohup "$AETHER_SERVER_BIN" >"$log" 2>&1 </dev/null &
   SERVER_PID=$!
-  local waited=0
-  until curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1; do
+  local waited=0 address=""
+  until address="$(grep -o 'aether-server listening.*address=[0-9.:]*' "$log" | sed 's/.*address=//' | head -n 1)" \
+      && [[ -n "$address" ]]; do
     if ! kill -0 "$SERVER_PID" 2>/dev/null || ((waited >= 300)); then
       echo "aether-server did not start; its log:" >&2
       cat "$log" >&2
@@ -37,6 +35,7 @@ start_server() {
     sleep 0.1
     waited=$((waited + 1))
   done
+  SERVER_URL="http://$address"
 }
 
 # stop_server PID: SIGTERM (the server stops its releases), then wait for it.

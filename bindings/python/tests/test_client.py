@@ -17,7 +17,7 @@ from typing import Any, Dict, List
 import pytest
 
 import aether
-from conftest import REPO, Server, copy_sample, free_port
+from conftest import REPO, Server, closed_port, copy_sample
 
 # Longer than any of these tests: a rollout still waiting then is really stuck.
 DEPLOY_TIMEOUT_S = 120
@@ -103,7 +103,7 @@ def test_server_refusals_are_api_errors_with_the_envelope(server: Server, client
 
 
 def test_an_unreachable_server_is_a_network_error() -> None:
-    base = f"http://127.0.0.1:{free_port()}"
+    base = f"http://127.0.0.1:{closed_port()}"
     with pytest.raises(aether.NetworkError) as error:
         aether.Client(base, "token").list_apps()
     assert error.value.code == "network_error" and base in str(error.value)
