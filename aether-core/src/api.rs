@@ -19,8 +19,11 @@ pub struct CreateAppRequest {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppResponse {
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::wire::Id))]
     pub id: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::wire::AppName))]
     pub name: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::wire::Timestamp))]
     pub created_at: String,
 }
 
@@ -36,6 +39,7 @@ pub struct AddPublicKeyRequest {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PublicKeyResponse {
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::wire::Id))]
     pub app_id: String,
     pub public_key_hex: String,
     pub active: bool,
@@ -44,11 +48,14 @@ pub struct PublicKeyResponse {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ArtifactResponse {
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::wire::Id))]
     pub id: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::wire::Digest))]
     pub digest: String,
     pub size_bytes: u64,
     pub storage_key: String,
     pub signed: bool,
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::wire::Timestamp))]
     pub created_at: String,
 }
 
@@ -65,6 +72,7 @@ pub struct ArtifactPage {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LegacyUploadResponse {
     pub artifact_url: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::wire::Digest))]
     pub digest: String,
     pub duplicate: bool,
     pub app_linked: bool,
@@ -99,8 +107,10 @@ pub struct PresignResponse {
     pub storage_key: String,
     /// Names the upload when completing it; absent when `method` is `NONE`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::wire::Id>))]
     pub upload_id: Option<String>,
     /// `PUT`, or `NONE` when the digest is already stored and nothing needs uploading.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::wire::UploadMethod))]
     pub method: String,
     pub headers: std::collections::BTreeMap<String, String>,
 }
@@ -128,7 +138,9 @@ pub struct CompleteRequest {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CompleteResponse {
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::wire::Id))]
     pub artifact_id: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::wire::Digest))]
     pub digest: String,
     /// The digest was stored already (by this app or another); nothing new was written.
     pub duplicate: bool,
@@ -136,6 +148,7 @@ pub struct CompleteResponse {
     /// SHA-256 are always verified: a mismatch is refused (`digest_mismatch`), never stored.
     pub verified: bool,
     pub storage_key: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::wire::CompleteStatus))]
     pub status: String,
     pub idempotency_key: Option<String>,
 }
@@ -153,6 +166,7 @@ pub struct MultipartInitRequest {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MultipartInitResponse {
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::wire::Id))]
     pub upload_id: String,
     pub storage_key: String,
 }
@@ -174,6 +188,7 @@ pub struct PresignPartRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PresignPartResponse {
     pub url: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::wire::PartMethod))]
     pub method: String,
     pub headers: std::collections::BTreeMap<String, String>,
 }
@@ -298,17 +313,23 @@ pub struct DeploymentEventResponse {
     pub from: Option<DeploymentStatus>,
     pub to: DeploymentStatus,
     pub reason: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::wire::Timestamp))]
     pub at: String,
 }
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeploymentResponse {
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::wire::Id))]
     pub id: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::wire::AppName))]
     pub app_name: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::wire::Digest))]
     pub digest: String,
     pub status: DeploymentStatus,
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::wire::Timestamp))]
     pub created_at: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::wire::Timestamp))]
     pub updated_at: String,
     pub url: Option<String>,
     pub failure_reason: Option<String>,
@@ -347,10 +368,13 @@ pub struct CreateTokenRequest {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreateTokenResponse {
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::wire::Id))]
     pub id: String,
     /// The secret, shown this once; only its hash is stored.
     pub token: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::wire::RoleName))]
     pub role: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::wire::Timestamp>))]
     pub expires_at: Option<String>,
 }
 

@@ -246,10 +246,63 @@ mod schemas {
     }
 
     impl utoipa::ToSchema for Id {}
+
+    /// The schema of timestamps (kept as `String`s): RFC 3339 in UTC, to the millisecond.
+    #[derive(Debug)]
+    pub struct Timestamp;
+
+    impl utoipa::PartialSchema for Timestamp {
+        fn schema() -> RefOr<Schema> {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::DateTime)))
+                .examples(["2026-12-08T03:00:00.000Z"])
+                .into()
+        }
+    }
+
+    impl utoipa::ToSchema for Timestamp {}
+
+    /// Schemas of strings that take one of a few values. The wire types keep them as `String`s,
+    /// so a client built against an older document still reads a value added later.
+    macro_rules! string_enum {
+        ($(#[$doc:meta])* $name:ident: $($value:literal),+) => {
+            $(#[$doc])*
+            #[derive(Debug)]
+            pub struct $name;
+
+            impl utoipa::PartialSchema for $name {
+                fn schema() -> RefOr<Schema> {
+                    ObjectBuilder::new().schema_type(Type::String).enum_values(Some([$($value),+])).into()
+                }
+            }
+
+            impl utoipa::ToSchema for $name {}
+        };
+    }
+
+    string_enum!(
+        /// How to upload after a presign: `PUT`, or `NONE` when the digest is stored already.
+        UploadMethod: "PUT", "NONE"
+    );
+    string_enum!(
+        /// How to upload one part.
+        PartMethod: "PUT"
+    );
+    string_enum!(
+        /// What a completion did.
+        CompleteStatus: "stored"
+    );
+    string_enum!(
+        /// A token's role.
+        RoleName: "admin", "deployer", "reader"
+    );
 }
 
 #[cfg(feature = "openapi")]
-pub use schemas::{APP_NAME_PATTERN, DIGEST_PATTERN, ID_PATTERN, Id};
+pub use schemas::{
+    APP_NAME_PATTERN, CompleteStatus, DIGEST_PATTERN, ID_PATTERN, Id, PartMethod, RoleName, Timestamp, UploadMethod,
+};
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
