@@ -6,6 +6,8 @@
 # RSS before and after, and writes target/bench/load.json.
 #
 # Usage: benches/load.sh [DURATION] [sqlite|postgres ...]   (default: 60s, both)
+# AETHER_LOAD_ROUNDS=N runs the four routes N times on one server (a soak: 10 rounds of 15s are
+# 10 minutes) and prints the server's RSS after each round.
 # Needs: wrk (Debian's), PostgreSQL server binaries for the postgres run, a release build
 # (built here unless AETHER_SERVER_BIN points at one).
 set -euo pipefail
@@ -13,6 +15,7 @@ cd "$(dirname "$0")/.."
 duration="${1:-60s}"
 shift || true
 stores=("$@")
+rounds="${AETHER_LOAD_ROUNDS:-1}"
 [[ ${#stores[@]} -gt 0 ]] || stores=(sqlite postgres)
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 1; }
 if [[ -z "${AETHER_SERVER_BIN:-}" ]]; then
@@ -115,13 +118,22 @@ for store in "${stores[@]}"; do
         "$base_url/artifacts/complete" >/dev/null
     deploy="{\"app_name\":\"load\",\"digest\":\"$digest\",\"idempotency_key\":\"load-replay\"}"
     api -X POST -H 'Content-Type: application/json' -d "$deploy" "$base_url/deployments" >/dev/null
-    runs=(
-        "$(load head HEAD "/artifacts/$digest")"
-        "$(load apps GET /apps)"
-        "$(load presign POST /artifacts/presign "$declared")"
-        "$(load deployments POST /deployments "$deploy")"
-    )
-    results+=("{\"store\": \"$store\", \"duration\": \"$duration\", \"connections\": 64, \"runs\": [$(IFS=,; echo "${runs[*]}")]}")
+    runs=()
+    round_rss=()
+    for round in $(seq 1 "$rounds"); do
+        ((rounds == 1)) || echo "   round $round/$rounds" >&2
+        runs+=(
+            "$(load head HEAD "/artifacts/$digest")"
+            "$(load apps GET /apps)"
+            "$(load presign POST /artifacts/presign "$declared")"
+            "$(load deployments POST /deployments "$deploy")"
+        )
+        round_rss+=("$(rss_kib)")
+    done
+    if ((rounds > 1)); then
+        echo "   server RSS after each round (KiB): ${round_rss[*]}" >&2
+    fi
+    results+=("{\"store\": \"$store\", \"duration\": \"$duration\", \"rounds\": $rounds, \"connections\": 64, \"rss_after_each_round_kib\": [$(IFS=,; echo "${round_rss[*]}")], \"runs\": [$(IFS=,; echo "${runs[*]}")]}")
     if grep -q "panicked" "$server_log"; then grep -A5 panicked "$server_log" >&2; exit 1; fi
     stop_server
 done
