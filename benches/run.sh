@@ -20,6 +20,8 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
+# Where cargo puts the release binaries (CARGO_TARGET_DIR when set).
+bin="${CARGO_TARGET_DIR:-$root/target}/release"
 cd "$root"
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 
@@ -51,9 +53,9 @@ run_pack() {
     fi
 
     mkdir -p target/bench
-    target/release/pack-bench run \
+    "$bin/pack-bench" run \
         --tree "$tree" \
-        --aether-bin target/release/aether \
+        --aether-bin "$bin/aether" \
         --out target/bench/pack.json \
         "$@"
 
@@ -64,8 +66,8 @@ run_stream() {
     cargo build --release -p aether-server -p aether-benches
 
     mkdir -p target/bench
-    target/release/stream-bench run \
-        --server-bin target/release/aether-server \
+    "$bin/stream-bench" run \
+        --server-bin "$bin/aether-server" \
         --out target/bench/stream.json \
         "$@"
 
@@ -77,8 +79,8 @@ run_stream-s3() {
     PATH="$(scripts/lib/install_s3s_fs.sh):$PATH"
 
     mkdir -p target/bench
-    target/release/stream-bench run \
-        --server-bin target/release/aether-server \
+    "$bin/stream-bench" run \
+        --server-bin "$bin/aether-server" \
         --out target/bench/stream-s3.json \
         --storage s3 \
         "$@"

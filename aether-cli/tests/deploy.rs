@@ -225,7 +225,13 @@ fn outputs_are_never_packed_wherever_they_go() {
     assert!(listing.iter().all(|p| !p.starts_with("app.tar.gz") && !p.starts_with(".app.tar.gz")), "{listing:?}");
 
     // The default .aether/ holds a build; packing elsewhere must not ship it.
-    for name in ["app.tar.gz", "app.tar.gz.manifest.json", "app.tar.gz.sbom.json", "app.tar.gz.provenance.json"] {
+    for name in [
+        "app.tar.gz",
+        "app.tar.gz.manifest.json",
+        "app.tar.gz.blocks.json",
+        "app.tar.gz.sbom.json",
+        "app.tar.gz.provenance.json",
+    ] {
         std::fs::remove_file(sb.project.join(name)).unwrap();
     }
     json(&sb.run(&["deploy", "--pack-only", "--no-install", "--format", "json"], &[]));

@@ -1,11 +1,17 @@
 //! Deterministic, parallel gzip.
 //!
 //! Compression is the slowest step of packing by an order of magnitude, so the stream is cut into
-//! fixed-size blocks that are deflated on several threads and stitched into one gzip member (the
-//! approach pigz takes). Each block is primed with the last 32 KiB of the block before it and ends
-//! with a sync flush, so the ratio matches a single-threaded stream. Block boundaries depend only
-//! on the input bytes, never on the thread count, so the output is byte-identical whether one
-//! thread or sixteen do the work.
+//! blocks that are deflated on several threads and stitched into one gzip member (the approach
+//! pigz takes). Each block is primed with the last 32 KiB of the block before it and ends with a
+//! sync flush, so the ratio matches a single-threaded stream; an empty final block ends the
+//! stream. Block boundaries depend only on the input bytes, never on the thread count, so the
+//! output is byte-identical whether one thread or sixteen do the work.
+//!
+//! The caller chooses where blocks end ([`ParallelGzipWriter::offer_cut`], e.g. at tar entries
+//! picked by their name), so that a change to one file changes the compressed blocks around it
+//! and not every block after it; a block reaching [`MAX_BLOCK_SIZE`] is cut regardless. Each
+//! compressed block depends only on its own input and the 32 KiB before it, and
+//! [`ParallelGzipWriter::finish`] lists where each one lies in the output (the block index).
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
@@ -14,9 +20,16 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use flate2::{Compress, Compression, FlushCompress, Status};
+use sha2::Digest as _;
 
-/// Input bytes per independently compressed block.
-pub const BLOCK_SIZE: usize = 1 << 20;
+/// Input bytes a block holds at most: where no cut is offered (inside a large file), blocks are
+/// cut at this size.
+pub const MAX_BLOCK_SIZE: usize = 2 << 20;
+/// Input bytes a block holds at least before an offered cut is taken.
+pub const MIN_BLOCK_SIZE: usize = 256 << 10;
+/// The empty final deflate block (BFINAL, fixed Huffman, end of block) that follows the last
+/// sync-flushed block, so that every block, the last included, is compressed alike.
+const FINAL_BLOCK: [u8; 2] = [0x03, 0x00];
 /// Blocks the feeding thread may run ahead of the compressors, beyond one per thread. Feeding
 /// is uneven (a run of tiny files costs a system call or three each, a large file is one long
 /// read), so a small queue left the compressors idle in the slow stretches while they could
@@ -29,15 +42,34 @@ const DICTIONARY_SIZE: usize = 32 * 1024;
 struct Job {
     seq: u64,
     dictionary: Vec<u8>,
-    /// Always `BLOCK_SIZE` long; only `data[..len]` belongs to the block.
+    /// Always `MAX_BLOCK_SIZE` long; only `data[..len]` belongs to the block.
     data: Vec<u8>,
     len: usize,
-    last: bool,
+}
+
+/// One compressed block: its bytes, the CRC-32 of its input, and the SHA-256 of its bytes.
+struct Compressed {
+    bytes: Vec<u8>,
+    crc: crc32fast::Hasher,
+    sha256: [u8; 32],
 }
 
 struct Done {
     seq: u64,
-    result: io::Result<(Vec<u8>, crc32fast::Hasher)>,
+    result: io::Result<Compressed>,
+}
+
+/// Where one compressed block lies in the gzip file.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BlockEntry {
+    /// Byte offset in the `.tar.gz` file (the 10-byte gzip header comes first).
+    pub offset: u64,
+    /// Compressed bytes.
+    pub length: u64,
+    /// SHA-256 of the compressed bytes, lowercase hex.
+    pub sha256: String,
+    /// Bytes of the tar stream the block holds.
+    pub input_length: u64,
 }
 
 struct Workers {
@@ -57,7 +89,7 @@ struct BufferPool {
 
 impl BufferPool {
     fn take_block(&self) -> Vec<u8> {
-        self.blocks.lock().ok().and_then(|mut b| b.pop()).unwrap_or_else(|| vec![0; BLOCK_SIZE])
+        self.blocks.lock().ok().and_then(|mut b| b.pop()).unwrap_or_else(|| vec![0; MAX_BLOCK_SIZE])
     }
 
     fn take_spare(&self) -> Vec<u8> {
@@ -92,7 +124,7 @@ pub enum FillError {
 pub struct ParallelGzipWriter<W: Write> {
     inner: W,
     level: u32,
-    /// Always `BLOCK_SIZE` long, so readers can fill it in place; `filled` bytes are input.
+    /// Always `MAX_BLOCK_SIZE` long, so readers can fill it in place; `filled` bytes are input.
     block: Vec<u8>,
     filled: usize,
     dictionary: Vec<u8>,
@@ -103,7 +135,13 @@ pub struct ParallelGzipWriter<W: Write> {
     max_in_flight: u64,
     next_submit: u64,
     next_write: u64,
-    ready: BTreeMap<u64, (Vec<u8>, crc32fast::Hasher)>,
+    /// Compressed blocks waiting for those before them, with their input length.
+    ready: BTreeMap<u64, (Compressed, u64)>,
+    /// Input lengths of the blocks being compressed, by sequence number.
+    input_lengths: BTreeMap<u64, u64>,
+    /// Bytes written so far, the header included: the offset of the next block.
+    written: u64,
+    blocks: Vec<BlockEntry>,
 }
 
 impl<W: Write> std::fmt::Debug for ParallelGzipWriter<W> {
@@ -125,6 +163,7 @@ impl<W: Write> ParallelGzipWriter<W> {
             _ => 0,
         };
         inner.write_all(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, extra_flags, 3])?;
+        const _: () = assert!(HEADER_LEN == 10);
         let pool = Arc::new(BufferPool::default());
         // Even one thread compresses beside the caller, not on its thread: feeding and compressing
         // overlap, and a deflate state allocated per block never lands between the caller's
@@ -144,7 +183,16 @@ impl<W: Write> ParallelGzipWriter<W> {
             next_submit: 0,
             next_write: 0,
             ready: BTreeMap::new(),
+            input_lengths: BTreeMap::new(),
+            written: HEADER_LEN,
+            blocks: Vec::new(),
         })
+    }
+
+    /// A place where the block being filled may end (e.g. the start of a tar entry the caller
+    /// picked by its name). The block ends here if it holds at least [`MIN_BLOCK_SIZE`] bytes.
+    pub fn offer_cut(&mut self) -> io::Result<()> {
+        if self.filled >= MIN_BLOCK_SIZE { self.submit() } else { Ok(()) }
     }
 
     /// Reads up to `limit` bytes from `reader` straight into the block being filled, so file
@@ -159,10 +207,10 @@ impl<W: Write> ParallelGzipWriter<W> {
     ) -> Result<u64, FillError> {
         let mut done = 0u64;
         while done < limit {
-            if self.filled == BLOCK_SIZE {
-                self.submit(false).map_err(FillError::Write)?;
+            if self.filled == MAX_BLOCK_SIZE {
+                self.submit().map_err(FillError::Write)?;
             }
-            let room = (BLOCK_SIZE - self.filled).min(usize::try_from(limit - done).unwrap_or(usize::MAX));
+            let room = (MAX_BLOCK_SIZE - self.filled).min(usize::try_from(limit - done).unwrap_or(usize::MAX));
             let target = &mut self.block[self.filled..self.filled + room];
             let n = match reader.read(target) {
                 Ok(0) => break,
@@ -174,21 +222,25 @@ impl<W: Write> ParallelGzipWriter<W> {
             self.filled += n;
             done += n as u64;
         }
-        if self.filled == BLOCK_SIZE {
-            self.submit(false).map_err(FillError::Write)?;
+        if self.filled == MAX_BLOCK_SIZE {
+            self.submit().map_err(FillError::Write)?;
         }
         Ok(done)
     }
 
-    /// Compresses what is buffered, writes the trailer and returns the inner writer.
-    pub fn finish(mut self) -> io::Result<W> {
-        self.submit(true)?;
+    /// Compresses what is buffered, writes the final block and the trailer, and returns the
+    /// inner writer and the block index.
+    pub fn finish(mut self) -> io::Result<(W, Vec<BlockEntry>)> {
+        if self.filled > 0 {
+            self.submit()?;
+        }
         while self.next_write < self.next_submit {
             self.wait_for_one()?;
         }
         let crc = std::mem::replace(&mut self.crc, crc32fast::Hasher::new()).finalize();
         // ISIZE is the input size modulo 2^32, as RFC 1952 says.
         let isize = (self.total_in & 0xffff_ffff) as u32;
+        self.inner.write_all(&FINAL_BLOCK)?;
         self.inner.write_all(&crc.to_le_bytes())?;
         self.inner.write_all(&isize.to_le_bytes())?;
         self.inner.flush()?;
@@ -199,19 +251,18 @@ impl<W: Write> ParallelGzipWriter<W> {
         for handle in handles {
             let _ = handle.join();
         }
-        Ok(self.inner)
+        Ok((self.inner, self.blocks))
     }
 
-    fn submit(&mut self, last: bool) -> io::Result<()> {
+    fn submit(&mut self) -> io::Result<()> {
         let data = std::mem::replace(&mut self.block, self.pool.take_block());
         let len = std::mem::take(&mut self.filled);
         let dictionary = std::mem::replace(&mut self.dictionary, self.pool.take_spare());
-        if !last {
-            let tail = len.saturating_sub(DICTIONARY_SIZE);
-            self.dictionary.extend_from_slice(&data[tail..len]);
-        }
+        let tail = len.saturating_sub(DICTIONARY_SIZE);
+        self.dictionary.extend_from_slice(&data[tail..len]);
         self.total_in += len as u64;
-        let job = Job { seq: self.next_submit, dictionary, data, len, last };
+        self.input_lengths.insert(self.next_submit, len as u64);
+        let job = Job { seq: self.next_submit, dictionary, data, len };
         self.next_submit += 1;
         self.workers.jobs.send(job).map_err(|_| stopped())?;
         while self.next_submit - self.next_write >= self.max_in_flight {
@@ -222,15 +273,24 @@ impl<W: Write> ParallelGzipWriter<W> {
 
     fn wait_for_one(&mut self) -> io::Result<()> {
         let done = self.workers.done.recv().map_err(|_| stopped())?;
-        self.ready.insert(done.seq, done.result?);
+        let input_length = self.input_lengths.remove(&done.seq).unwrap_or_default();
+        self.ready.insert(done.seq, (done.result?, input_length));
         self.write_ready()
     }
 
     fn write_ready(&mut self) -> io::Result<()> {
-        while let Some((compressed, crc)) = self.ready.remove(&self.next_write) {
-            self.inner.write_all(&compressed)?;
-            self.pool.give_spare(compressed);
-            self.crc.combine(&crc);
+        while let Some((block, input_length)) = self.ready.remove(&self.next_write) {
+            self.inner.write_all(&block.bytes)?;
+            let length = block.bytes.len() as u64;
+            self.blocks.push(BlockEntry {
+                offset: self.written,
+                length,
+                sha256: hex::encode(block.sha256),
+                input_length,
+            });
+            self.written += length;
+            self.pool.give_spare(block.bytes);
+            self.crc.combine(&block.crc);
             self.next_write += 1;
         }
         Ok(())
@@ -239,11 +299,11 @@ impl<W: Write> ParallelGzipWriter<W> {
 
 impl<W: Write> Write for ParallelGzipWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let take = (BLOCK_SIZE - self.filled).min(buf.len());
+        let take = (MAX_BLOCK_SIZE - self.filled).min(buf.len());
         self.block[self.filled..self.filled + take].copy_from_slice(&buf[..take]);
         self.filled += take;
-        if self.filled == BLOCK_SIZE {
-            self.submit(false)?;
+        if self.filled == MAX_BLOCK_SIZE {
+            self.submit()?;
         }
         Ok(take)
     }
@@ -254,6 +314,9 @@ impl<W: Write> Write for ParallelGzipWriter<W> {
         self.inner.flush()
     }
 }
+
+/// The gzip header's length: the offset of the first block.
+const HEADER_LEN: u64 = 10;
 
 /// Blocks handed to the compressors and not yet written out, at most.
 fn in_flight_limit(threads: usize) -> u64 {
@@ -308,9 +371,9 @@ impl BlockCompressor {
         Self { level }
     }
 
-    /// Raw-deflates one block into `out`. Non-final blocks end with a sync flush so they end on
-    /// a byte boundary and can be concatenated; the final block sets BFINAL.
-    fn compress(&mut self, job: &Job, mut out: Vec<u8>) -> io::Result<(Vec<u8>, crc32fast::Hasher)> {
+    /// Raw-deflates one block into `out`, ending with a sync flush so that it ends on a byte
+    /// boundary and blocks can be concatenated (the writer adds the final block).
+    fn compress(&mut self, job: &Job, mut out: Vec<u8>) -> io::Result<Compressed> {
         let data = &job.data[..job.len];
         let mut crc = crc32fast::Hasher::new();
         crc.update(data);
@@ -318,7 +381,7 @@ impl BlockCompressor {
         if !job.dictionary.is_empty() {
             compress.set_dictionary(&job.dictionary).map_err(io::Error::other)?;
         }
-        let flush = if job.last { FlushCompress::Finish } else { FlushCompress::Sync };
+        let flush = FlushCompress::Sync;
         // The output space offered to each call follows a fixed schedule (not the reused
         // buffer's capacity), so the bytes never depend on which buffer a block got.
         let mut limit = data.len() / 2 + 1024;
@@ -330,24 +393,17 @@ impl BlockCompressor {
             let status = compress.compress(&data[consumed..], &mut out[written..], flush).map_err(io::Error::other)?;
             let written = usize::try_from(compress.total_out()).map_err(io::Error::other)?;
             let all_in = compress.total_in() == data.len() as u64;
-            match status {
-                Status::StreamEnd => {
-                    out.truncate(written);
-                    break;
-                }
-                // A sync flush is complete once all input is consumed and output space was left
-                // over.
-                Status::Ok | Status::BufError if !job.last && all_in && written < limit => {
-                    out.truncate(written);
-                    break;
-                }
-                Status::Ok | Status::BufError => {}
+            // A sync flush is complete once all input is consumed and output space was left over.
+            if all_in && written < limit && matches!(status, Status::Ok | Status::BufError) {
+                out.truncate(written);
+                break;
             }
             if written == limit {
                 limit = (2 * limit).max(limit + 64 * 1024);
             }
         }
-        Ok((out, crc))
+        let sha256 = sha2::Sha256::digest(&out).into();
+        Ok(Compressed { bytes: out, crc, sha256 })
     }
 }
 
@@ -363,7 +419,7 @@ mod tests {
         for chunk in data.chunks(70_001) {
             w.write_all(chunk).unwrap();
         }
-        w.finish().unwrap()
+        w.finish().unwrap().0
     }
 
     fn gunzip(data: &[u8]) -> Vec<u8> {
@@ -379,7 +435,7 @@ mod tests {
 
     #[test]
     fn round_trips_across_block_boundaries() {
-        for len in [0, 1, BLOCK_SIZE - 1, BLOCK_SIZE, BLOCK_SIZE + 1, 3 * BLOCK_SIZE + 17] {
+        for len in [0, 1, MAX_BLOCK_SIZE - 1, MAX_BLOCK_SIZE, MAX_BLOCK_SIZE + 1, 3 * MAX_BLOCK_SIZE + 17] {
             let data = sample(len);
             assert_eq!(gunzip(&gzip(&data, 2)), data, "len {len}");
         }
@@ -387,7 +443,7 @@ mod tests {
 
     #[test]
     fn output_is_identical_for_any_thread_count() {
-        let data = sample(5 * BLOCK_SIZE + 12_345);
+        let data = sample(5 * MAX_BLOCK_SIZE + 12_345);
         let one = gzip(&data, 1);
         for threads in [2, 3, 8] {
             assert_eq!(gzip(&data, threads), one, "threads {threads}");
@@ -396,7 +452,7 @@ mod tests {
 
     #[test]
     fn reading_into_blocks_gives_the_same_bytes_as_writing() {
-        let data = sample(3 * BLOCK_SIZE + 4_321);
+        let data = sample(3 * MAX_BLOCK_SIZE + 4_321);
         for threads in [1, 2] {
             let mut w = ParallelGzipWriter::new(Vec::new(), 6, threads).unwrap();
             let (mut seen, mut reader) = (Vec::new(), &data[..]);
@@ -404,22 +460,22 @@ mod tests {
             let n = w.read_from(&mut reader, data.len() as u64 + 1, &mut |c| seen.extend_from_slice(c)).unwrap();
             assert_eq!(n, data.len() as u64);
             assert_eq!(seen, data);
-            assert_eq!(w.finish().unwrap(), gzip(&data, 1), "threads {threads}");
+            assert_eq!(w.finish().unwrap().0, gzip(&data, 1), "threads {threads}");
         }
     }
 
     #[test]
     fn reading_stops_at_the_limit_and_mixes_with_writes() {
-        let data = sample(BLOCK_SIZE + 10);
+        let data = sample(MAX_BLOCK_SIZE + 10);
         let mut w = ParallelGzipWriter::new(Vec::new(), 6, 2).unwrap();
         w.write_all(b"head").unwrap();
         let mut reader = &data[..];
-        assert_eq!(w.read_from(&mut reader, BLOCK_SIZE as u64, &mut |_| {}).unwrap(), BLOCK_SIZE as u64);
+        assert_eq!(w.read_from(&mut reader, MAX_BLOCK_SIZE as u64, &mut |_| {}).unwrap(), MAX_BLOCK_SIZE as u64);
         w.write_all(b"tail").unwrap();
         let mut expected = b"head".to_vec();
-        expected.extend_from_slice(&data[..BLOCK_SIZE]);
+        expected.extend_from_slice(&data[..MAX_BLOCK_SIZE]);
         expected.extend_from_slice(b"tail");
-        assert_eq!(gunzip(&w.finish().unwrap()), expected);
+        assert_eq!(gunzip(&w.finish().unwrap().0), expected);
     }
 
     #[test]
@@ -430,7 +486,7 @@ mod tests {
 
     #[test]
     fn ratio_matches_single_stream_deflate() {
-        let data = sample(4 * BLOCK_SIZE);
+        let data = sample(4 * MAX_BLOCK_SIZE);
         let mut reference = flate2::write::GzEncoder::new(Vec::new(), Compression::new(6));
         reference.write_all(&data).unwrap();
         let reference = reference.finish().unwrap();
@@ -441,5 +497,65 @@ mod tests {
             ours.len(),
             reference.len()
         );
+    }
+
+    #[test]
+    fn the_block_index_tiles_the_file_between_header_and_final_block() {
+        let data = sample(3 * MAX_BLOCK_SIZE + 999);
+        let mut w = ParallelGzipWriter::new(Vec::new(), 6, 2).unwrap();
+        w.write_all(&data).unwrap();
+        let (out, blocks) = w.finish().unwrap();
+        assert_eq!(blocks.len(), 4);
+        let mut offset = HEADER_LEN;
+        for block in &blocks {
+            assert_eq!(block.offset, offset);
+            let bytes = &out[offset as usize..(offset + block.length) as usize];
+            assert_eq!(block.sha256, hex::encode(sha2::Sha256::digest(bytes)));
+            offset += block.length;
+        }
+        assert_eq!(&out[offset as usize..offset as usize + 2], &FINAL_BLOCK);
+        assert_eq!(offset + 2 + 8, out.len() as u64, "only the final block and the trailer follow");
+        assert_eq!(blocks.iter().map(|b| b.input_length).sum::<u64>(), data.len() as u64);
+        assert_eq!(gunzip(&out), data);
+    }
+
+    #[test]
+    fn offered_cuts_are_taken_once_a_block_holds_the_minimum() {
+        let mut w = ParallelGzipWriter::new(Vec::new(), 6, 2).unwrap();
+        w.write_all(&sample(MIN_BLOCK_SIZE - 1)).unwrap();
+        w.offer_cut().unwrap();
+        w.write_all(b"x").unwrap();
+        w.offer_cut().unwrap();
+        w.write_all(&sample(10)).unwrap();
+        let (out, blocks) = w.finish().unwrap();
+        let lengths: Vec<u64> = blocks.iter().map(|b| b.input_length).collect();
+        assert_eq!(lengths, [MIN_BLOCK_SIZE as u64, 10]);
+        assert_eq!(gunzip(&out).len(), MIN_BLOCK_SIZE + 10);
+    }
+
+    #[test]
+    fn a_change_inside_one_block_leaves_the_blocks_after_the_next_cut_alike() {
+        // Segments of 300 KiB with a cut offered after each: one block per segment.
+        let segments: Vec<Vec<u8>> = (0..6).map(|i| sample(300 * 1024 + i * 7)).collect();
+        let pack = |segments: &[Vec<u8>]| {
+            let mut w = ParallelGzipWriter::new(Vec::new(), 6, 2).unwrap();
+            for segment in segments {
+                w.write_all(segment).unwrap();
+                w.offer_cut().unwrap();
+            }
+            w.finish().unwrap().1
+        };
+        let before = pack(&segments);
+        let mut changed = segments.clone();
+        let shorter = changed[2].len() - 100;
+        changed[2].truncate(shorter);
+        let after = pack(&changed);
+        let sha = |blocks: &[BlockEntry]| blocks.iter().map(|b| b.sha256.clone()).collect::<Vec<_>>();
+        let (before, after) = (sha(&before), sha(&after));
+        assert_eq!(before.len(), 6);
+        assert_eq!(before[..2], after[..2], "the blocks before the change moved");
+        // The changed block, and the one after it (primed with the changed block's tail).
+        assert_ne!(before[2], after[2]);
+        assert_eq!(before[4..], after[4..], "the change reached past the next block");
     }
 }

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod api;
+pub mod blocks;
 pub mod deployment;
 pub mod digest;
 pub mod gzip;

@@ -34,6 +34,14 @@ pub struct Summary {
     pub total_files: u64,
     /// Sum of the regular files' sizes.
     pub total_file_bytes: u64,
+    /// Compressed blocks in the artifact (see [`crate::blocks`]); 0 in manifests written
+    /// before blocks were indexed.
+    #[serde(default)]
+    pub block_count: u64,
+    /// SHA-256 of the block index written beside the artifact; empty in manifests written
+    /// before blocks were indexed.
+    #[serde(default)]
+    pub block_index_sha256: String,
 }
 
 /// A manifest read back whole, for tools and tests; [`ManifestWriter`] writes one.
@@ -127,6 +135,8 @@ mod tests {
                 size_bytes: size,
                 total_files: entries.len() as u64,
                 total_file_bytes: 0,
+                block_count: 3,
+                block_index_sha256: "c".repeat(64),
             };
             let manifest = Manifest { schema: MANIFEST_SCHEMA.into(), entries, summary };
             let json = manifest.to_json().unwrap();
@@ -139,8 +149,15 @@ mod tests {
         let mut writer = ManifestWriter::new(Vec::new()).unwrap();
         writer.entry(&ManifestEntry::Dir { path: "src".into(), mode: mode_string(0o755) }).unwrap();
         writer.entry(&ManifestEntry::Symlink { path: "src/l".into(), target: "x".into() }).unwrap();
-        let summary =
-            Summary { digest: "d".into(), tar_sha256: "t".into(), size_bytes: 1, total_files: 0, total_file_bytes: 0 };
+        let summary = Summary {
+            digest: "d".into(),
+            tar_sha256: "t".into(),
+            size_bytes: 1,
+            total_files: 0,
+            total_file_bytes: 0,
+            block_count: 1,
+            block_index_sha256: "i".into(),
+        };
         let json = String::from_utf8(writer.finish(&summary).unwrap()).unwrap();
         let expected = r#"{
   "schema": "aether-manifest-v1",
@@ -152,7 +169,9 @@ mod tests {
   "tar_sha256": "t",
   "size_bytes": 1,
   "total_files": 0,
-  "total_file_bytes": 0
+  "total_file_bytes": 0,
+  "block_count": 1,
+  "block_index_sha256": "i"
 }
 "#;
         assert_eq!(json, expected);

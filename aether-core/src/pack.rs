@@ -10,6 +10,7 @@ use rustix::fs::{Mode, OFlags};
 use sha2::{Digest as _, Sha256};
 use tar::{EntryType, Header};
 
+use crate::blocks::BlockIndex;
 use crate::digest::HashingWriter;
 use crate::gzip::{FillError, ParallelGzipWriter};
 use crate::manifest::{ManifestEntry, ManifestWriter, Summary, mode_string};
@@ -41,10 +42,18 @@ impl Default for PackOptions {
     }
 }
 
+/// One tar entry in this many starts a new compressed block (once the block holds
+/// [`crate::gzip::MIN_BLOCK_SIZE`]): with the few-KiB entries of a `node_modules` tree, blocks
+/// of about 1 MiB. The choice depends on the entry's name alone, so block boundaries stay put
+/// when files before them change.
+const ENTRIES_PER_CUT: u32 = 256;
+
 /// What [`pack`] produced besides the artifact bytes.
 #[derive(Debug)]
 pub struct Packed<M> {
     pub summary: Summary,
+    /// Where each compressed block lies in the artifact; its JSON's SHA-256 is in the summary.
+    pub block_index: BlockIndex,
     /// Entries packed (files, directories and symlinks).
     pub entries: u64,
     /// The manifest's writer, handed back once the manifest is complete.
@@ -90,9 +99,9 @@ pub fn pack<W: Write, M: Write>(
         on_packed(&entry);
         count += 1;
     }
-    let summary = packer.finish()?;
+    let (summary, block_index) = packer.finish()?;
     let manifest = manifest.finish(&summary).map_err(PackError::WriteManifest)?;
-    Ok(Packed { summary, entries: count, manifest })
+    Ok(Packed { summary, block_index, entries: count, manifest })
 }
 
 /// Packs entries one at a time, in the order given (which must be bytewise by archive path for
@@ -145,6 +154,9 @@ impl<W: Write> Packer<W> {
     /// Appends one entry and returns its manifest entry.
     pub fn append(&mut self, entry: &PackEntry) -> Result<ManifestEntry, PackError> {
         let path = entry.archive_path.as_str();
+        if crc32fast::hash(path.as_bytes()).is_multiple_of(ENTRIES_PER_CUT) {
+            self.gzip.offer_cut().map_err(PackError::Write)?;
+        }
         self.headers.get_mut().clear();
         match &entry.kind {
             EntryKind::Dir => {
@@ -194,19 +206,23 @@ impl<W: Write> Packer<W> {
     }
 
     /// Writes the tar trailer, finishes the gzip stream and flushes `out`.
-    pub fn finish(mut self) -> Result<Summary, PackError> {
+    pub fn finish(mut self) -> Result<(Summary, BlockIndex), PackError> {
         self.emit(&ZEROS)?;
         let tar_sha256 = hex::encode(self.tar_hasher.finalize());
-        let gz_hashing = self.gzip.finish().map_err(PackError::Write)?;
+        let (gz_hashing, blocks) = self.gzip.finish().map_err(PackError::Write)?;
         let (mut out, digest, size_bytes) = gz_hashing.finish();
         out.flush().map_err(PackError::Write)?;
-        Ok(Summary {
+        let block_index = BlockIndex::new(digest.clone(), size_bytes, blocks);
+        let summary = Summary {
             digest,
             tar_sha256,
             size_bytes,
             total_files: self.total_files,
             total_file_bytes: self.total_file_bytes,
-        })
+            block_count: block_index.blocks.len() as u64,
+            block_index_sha256: crate::digest::sha256_hex(&block_index.to_json()),
+        };
+        Ok((summary, block_index))
     }
 
     fn emit_headers(&mut self) -> Result<(), PackError> {
@@ -329,7 +345,7 @@ mod tests {
         let long_dir = format!("d/{}", "n".repeat(120));
         std::fs::create_dir_all(root.join(&long_dir)).unwrap();
         let long_file = format!("{long_dir}/{}.js", "f".repeat(90));
-        std::fs::write(root.join(&long_file), vec![b'x'; 3 * crate::gzip::BLOCK_SIZE + 7]).unwrap();
+        std::fs::write(root.join(&long_file), vec![b'x'; 3 * crate::gzip::MAX_BLOCK_SIZE + 7]).unwrap();
         std::fs::write(root.join("d/a.js"), "a").unwrap();
         std::fs::write(root.join("d/empty"), "").unwrap();
         std::fs::write(root.join("d/record"), vec![b'r'; 512]).unwrap();
@@ -389,5 +405,47 @@ mod tests {
         let mut file = SizedFile::new(File::open(&path).unwrap(), 3);
         assert_eq!(file.read(&mut buf[..4]).unwrap(), 4);
         assert!(!file.at_end);
+    }
+
+    /// 3,000 files of 4 KiB of pseudo-random text, each distinct.
+    fn many_files(root: &Path) -> Vec<PackEntry> {
+        std::fs::create_dir_all(root.join("m")).unwrap();
+        (0..3000u32)
+            .map(|i| {
+                let path = format!("m/file-{i:05}.js");
+                let text: Vec<u8> =
+                    (0..4096u32).map(|j| b"abcdefgh ijklmnop\n"[((i * 31 + j * 7 + j / 97) % 18) as usize]).collect();
+                std::fs::write(root.join(&path), text).unwrap();
+                entry(root, &path, EntryKind::File { size: 4096, executable: false })
+            })
+            .collect()
+    }
+
+    fn block_hashes(root: &Path, entries: &[PackEntry]) -> Vec<String> {
+        let options = PackOptions { mtime: 1, level: 6, threads: 2 };
+        let packed = pack(entries.iter().cloned().map(Ok), &options, io::sink(), io::sink(), &mut |_| {}).unwrap();
+        let _ = root;
+        packed.block_index.blocks.into_iter().map(|b| b.sha256).collect()
+    }
+
+    #[test]
+    fn changing_one_file_changes_only_the_blocks_around_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let entries = many_files(dir.path());
+        let before = block_hashes(dir.path(), &entries);
+        assert!(before.len() >= 6, "too few blocks to tell: {}", before.len());
+        // A file in the middle grows by a few hundred bytes.
+        let changed = &entries[1500];
+        let mut text = std::fs::read(&changed.source).unwrap();
+        text.extend_from_slice(&[b'z'; 700]);
+        std::fs::write(&changed.source, &text).unwrap();
+        let mut after_entries = entries.clone();
+        after_entries[1500].kind = EntryKind::File { size: text.len() as u64, executable: false };
+        let after = block_hashes(dir.path(), &after_entries);
+        let differing = before.iter().filter(|hash| !after.contains(hash)).count();
+        // The block holding the file and the one after it (primed with its tail) at most.
+        assert!(differing <= 2, "{differing} of {} blocks changed", before.len());
+        assert!(differing >= 1, "the change is in no block");
+        assert!(after.len().abs_diff(before.len()) <= 1);
     }
 }

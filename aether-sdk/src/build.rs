@@ -24,7 +24,7 @@ pub const ARTIFACT_NAME: &str = "app.tar.gz";
 /// Default output directory, relative to the project; never packed.
 pub const DEFAULT_OUT_DIR: &str = ".aether";
 /// Every file a build may write besides the artifact, by suffix.
-const SIDECARS: [&str; 4] = [".manifest.json", ".sbom.json", ".provenance.json", ".sig"];
+const SIDECARS: [&str; 5] = [".manifest.json", ".blocks.json", ".sbom.json", ".provenance.json", ".sig"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -124,6 +124,10 @@ pub struct BuildReport {
     pub file_count: u64,
     pub total_file_bytes: u64,
     pub manifest: Option<PathBuf>,
+    /// The block index (`app.tar.gz.blocks.json`): where each compressed block lies.
+    pub blocks: Option<PathBuf>,
+    /// Compressed blocks in the artifact.
+    pub block_count: u64,
     pub sbom: Option<PathBuf>,
     pub signature: Option<PathBuf>,
     pub public_key: Option<String>,
@@ -240,6 +244,8 @@ fn new_report(
         file_count: summary.total_files,
         total_file_bytes: summary.total_file_bytes,
         manifest: None,
+        blocks: None,
+        block_count: summary.block_count,
         sbom: None,
         signature: None,
         public_key: options.signing_key.as_ref().map(SigningKey::public_key_hex),
@@ -267,6 +273,8 @@ struct Staged {
     manifest_file: Option<tempfile::NamedTempFile>,
     manifest_sha256: String,
     summary: Summary,
+    /// The block index's JSON, written beside the artifact.
+    block_index: Vec<u8>,
     /// Entries left out, then native modules packed.
     warnings: Vec<String>,
     /// What was packed, kept only by a dry run, which reports it.
@@ -304,7 +312,7 @@ fn pack(
             }
         }
     };
-    let (file, manifest_file, manifest_sha256, summary, entries, mut warnings) = if options.dry_run {
+    let (file, manifest_file, manifest_sha256, (summary, block_index), entries, mut warnings) = if options.dry_run {
         let mut walker = Walker::new(selection)?;
         // The manifest stays in memory: a dry run reports every entry it would pack.
         let manifest = HashingWriter::new(Vec::new());
@@ -313,7 +321,8 @@ fn pack(
         let entries = Manifest::from_json(&manifest)
             .map_err(|e| Error::io("cannot read back the manifest of", out_dir)(e.into()))?
             .entries;
-        (None, None, manifest_sha256, packed.summary, Some(entries), walker.into_warnings())
+        let packed_summary = (packed.summary, packed.block_index.to_json());
+        (None, None, manifest_sha256, packed_summary, Some(entries), walker.into_warnings())
     } else {
         let temp = |prefix: &str| {
             tempfile::Builder::new()
@@ -329,14 +338,21 @@ fn pack(
         let mut walker = Walker::new(&selection)?;
         let writer = BufWriter::with_capacity(256 * 1024, file.as_file());
         let manifest = HashingWriter::new(BufWriter::new(manifest_file.as_file()));
-        let Packed { summary, manifest, .. } =
+        let Packed { summary, block_index, manifest, .. } =
             aether_core::pack::pack(&mut walker, &pack_options, writer, manifest, &mut on_packed)?;
         let (buffered, manifest_sha256, _) = manifest.finish();
         buffered.into_inner().map_err(|e| Error::io("cannot write the manifest in", out_dir)(e.into_error()))?;
-        (Some(file), Some(manifest_file), manifest_sha256, summary, None, walker.into_warnings())
+        (
+            Some(file),
+            Some(manifest_file),
+            manifest_sha256,
+            (summary, block_index.to_json()),
+            None,
+            walker.into_warnings(),
+        )
     };
     warnings.append(&mut native);
-    Ok(Staged { file, manifest_file, manifest_sha256, summary, warnings, entries, packages })
+    Ok(Staged { file, manifest_file, manifest_sha256, summary, block_index, warnings, entries, packages })
 }
 
 /// What a build never packs: the output directory and `<project>/.aether` (the default one,
@@ -375,6 +391,7 @@ fn persist(out_dir: &Path, staged: Staged, descriptions: Descriptions, report: &
         file.as_file().sync_all().map_err(Error::io("cannot write", &path))?;
         file.persist(&path).map_err(|e| Error::io("cannot write", &path)(e.error))?;
         report.manifest = Some(path);
+        report.blocks = write(".blocks.json", Some(&staged.block_index))?;
     }
     report.sbom = write(".sbom.json", descriptions.sbom_json.as_ref())?;
     report.provenance = write(".provenance.json", descriptions.provenance_json.as_ref())?;

@@ -88,6 +88,8 @@ pub(super) fn build_json(report: &BuildReport, namespace: Option<&str>) -> serde
         "file_count": report.file_count,
         "total_file_bytes": report.total_file_bytes,
         "manifest": path_json(report.manifest.as_deref()),
+        "blocks": path_json(report.blocks.as_deref()),
+        "block_count": report.block_count,
         "sbom": path_json(report.sbom.as_deref()),
         "signature": path_json(report.signature.as_deref()),
         "public_key": report.public_key,

@@ -126,6 +126,11 @@ impl PackResult {
     fn manifest(&self) -> Option<&Path> {
         self.0.manifest.as_deref()
     }
+    /// The block index, `app.tar.gz.blocks.json`.
+    #[getter]
+    fn blocks(&self) -> Option<&Path> {
+        self.0.blocks.as_deref()
+    }
     #[getter]
     fn sbom(&self) -> Option<&Path> {
         self.0.sbom.as_deref()

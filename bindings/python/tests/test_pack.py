@@ -16,6 +16,7 @@ from conftest import PUBLIC_KEY, SEED
 OUTPUTS = [
     "app.tar.gz",
     "app.tar.gz.manifest.json",
+    "app.tar.gz.blocks.json",
     "app.tar.gz.sbom.json",
     "app.tar.gz.provenance.json",
     "app.tar.gz.sig",
