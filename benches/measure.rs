@@ -67,7 +67,8 @@ fn selection_options(tree: &Path, out: Option<&Path>) -> SelectionOptions {
 /// the same 256 KiB buffer the CLI uses) and the manifest beside it; without, both are produced
 /// and discarded.
 pub fn aether_pack(tree: &Path, threads: usize, out: Option<&Path>) -> Result<Packed> {
-    let options = PackOptions { mtime: DEFAULT_MTIME, level: aether_core::pack::DEFAULT_LEVEL, threads };
+    let options =
+        PackOptions { mtime: DEFAULT_MTIME, level: aether_core::pack::DEFAULT_LEVEL, threads, block_cache: None };
     let (summary, entries) = match out {
         Some(path) => {
             let create = |p: &Path| File::create(p).with_context(|| format!("cannot create {}", p.display()));

@@ -451,3 +451,51 @@ fn the_sbom_lists_only_packages_that_shipped() {
     assert_eq!(sbom["components"], serde_json::json!([]), "{sbom}");
     assert!(sbom["dependencies"][0].get("dependsOn").is_none_or(|d| d == &serde_json::json!([])), "{sbom}");
 }
+
+/// Every regular file under `dir`.
+fn files_in(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().map_while(Result::ok) {
+            if entry.file_type().unwrap().is_dir() {
+                pending.push(entry.path());
+            } else {
+                found.push(entry.path());
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn the_block_cache_never_changes_the_artifact_even_when_corrupted() {
+    let sb = Sandbox::new();
+    let args = ["deploy", "--pack-only", "--no-install", "--format", "json"];
+    let uncached = json(&sb.run(&args, &[("AETHER_BLOCK_CACHE_MAX_BYTES", "0")]));
+    let blocks = sb.home.join("cache/aether/blocks");
+    assert!(files_in(&blocks).is_empty(), "a cache turned off was written");
+
+    let cold = json(&sb.run(&args, &[]));
+    assert_eq!(cold["digest"], uncached["digest"]);
+    let entries = files_in(&blocks);
+    assert_eq!(entries.len() as u64, cold["block_count"].as_u64().unwrap(), "one entry per block");
+
+    // Every entry corrupted: each is noticed, dropped and compressed again.
+    for entry in &entries {
+        let mut bytes = std::fs::read(entry).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x55;
+        std::fs::write(entry, bytes).unwrap();
+    }
+    let repaired = json(&sb.run(&args, &[]));
+    assert_eq!(repaired["digest"], cold["digest"], "a corrupted cache entry was shipped");
+    for entry in files_in(&blocks) {
+        let bytes = std::fs::read(&entry).unwrap();
+        let (hash, payload) = bytes.split_at(32);
+        let hash: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hash, aether_core::digest::sha256_hex(payload), "{} is still corrupt", entry.display());
+    }
+    let warm = json(&sb.run(&args, &[]));
+    assert_eq!(warm["digest"], cold["digest"]);
+}

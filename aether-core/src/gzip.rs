@@ -111,6 +111,45 @@ impl BufferPool {
     }
 }
 
+/// Compressed blocks kept from earlier packs, so that a repack after a small change compresses
+/// only the blocks that changed. Implementations decide where they live and what they keep;
+/// a block missing, evicted or unreadable is simply compressed again.
+pub trait BlockCache: Send + Sync {
+    /// The compressed bytes stored under `key`, if any. An implementation returns only bytes it
+    /// can vouch for (e.g. checked against a hash it stored with them): they go into the
+    /// artifact as they are.
+    fn get(&self, key: &BlockKey) -> Option<Vec<u8>>;
+    /// Keeps `compressed` under `key`; failing to is not an error of the pack.
+    fn put(&self, key: &BlockKey, compressed: &[u8]);
+}
+
+/// What a compressed block's bytes depend on, hashed: the format version, the level, the
+/// 32 KiB dictionary and the block's input. Raising [`BLOCK_FORMAT`] retires every cached block
+/// (a compressor upgrade that changes its output must raise it: a test pins one block's bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BlockKey(pub [u8; 32]);
+
+/// Version of what compressing a block means; part of every [`BlockKey`].
+pub const BLOCK_FORMAT: &str = "aether-block-v1 zlib-rs sync-flush";
+
+impl BlockKey {
+    fn of(level: u32, dictionary: &[u8], data: &[u8]) -> Self {
+        let mut hasher = sha2::Sha256::new();
+        hasher.update(BLOCK_FORMAT.as_bytes());
+        hasher.update(level.to_le_bytes());
+        hasher.update((dictionary.len() as u64).to_le_bytes());
+        hasher.update(dictionary);
+        hasher.update((data.len() as u64).to_le_bytes());
+        hasher.update(data);
+        Self(hasher.finalize().into())
+    }
+
+    /// Lowercase hex, e.g. for a file name.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
 /// Why [`ParallelGzipWriter::read_from`] failed: reading the source or writing the output.
 #[derive(Debug)]
 pub enum FillError {
@@ -155,7 +194,18 @@ impl<W: Write> std::fmt::Debug for ParallelGzipWriter<W> {
 
 impl<W: Write> ParallelGzipWriter<W> {
     /// Writes the gzip header at once: mtime 0, no file name, OS "Unix", as `gzip -n` does.
-    pub fn new(mut inner: W, level: u32, threads: usize) -> io::Result<Self> {
+    pub fn new(inner: W, level: u32, threads: usize) -> io::Result<Self> {
+        Self::with_cache(inner, level, threads, None)
+    }
+
+    /// Like [`ParallelGzipWriter::new`], taking blocks compressed before from `cache` and
+    /// keeping the ones it compresses there. The output is the same bytes either way.
+    pub fn with_cache(
+        mut inner: W,
+        level: u32,
+        threads: usize,
+        cache: Option<Arc<dyn BlockCache>>,
+    ) -> io::Result<Self> {
         let level = level.min(9);
         let extra_flags = match level {
             9 => 2,
@@ -168,7 +218,7 @@ impl<W: Write> ParallelGzipWriter<W> {
         // Even one thread compresses beside the caller, not on its thread: feeding and compressing
         // overlap, and a deflate state allocated per block never lands between the caller's
         // long-lived allocations (interleaved there, they fragmented the heap to twice the size).
-        let workers = spawn_workers(threads.max(1), level, &pool);
+        let workers = spawn_workers(threads.max(1), level, &pool, cache);
         Ok(Self {
             inner,
             level,
@@ -327,7 +377,7 @@ fn stopped() -> io::Error {
     io::Error::other("gzip worker stopped")
 }
 
-fn spawn_workers(threads: usize, level: u32, pool: &Arc<BufferPool>) -> Workers {
+fn spawn_workers(threads: usize, level: u32, pool: &Arc<BufferPool>, cache: Option<Arc<dyn BlockCache>>) -> Workers {
     // Room for every block in flight, so handing one over never waits: only the in-flight
     // limit holds the feeding thread back.
     let capacity = usize::try_from(in_flight_limit(threads)).unwrap_or(usize::MAX);
@@ -339,8 +389,9 @@ fn spawn_workers(threads: usize, level: u32, pool: &Arc<BufferPool>) -> Workers 
             let jobs_rx = Arc::clone(&jobs_rx);
             let done_tx = done_tx.clone();
             let pool = Arc::clone(pool);
+            let cache = cache.clone();
             std::thread::spawn(move || {
-                let mut compressor = BlockCompressor::new(level);
+                let mut compressor = BlockCompressor::new(level, cache);
                 loop {
                     let job = match jobs_rx.lock() {
                         Ok(rx) => rx.recv(),
@@ -364,16 +415,33 @@ fn spawn_workers(threads: usize, level: u32, pool: &Arc<BufferPool>) -> Workers 
 /// the previous block (in zlib-rs) to make the output depend on which thread got which block.
 struct BlockCompressor {
     level: u32,
+    cache: Option<Arc<dyn BlockCache>>,
 }
 
 impl BlockCompressor {
-    fn new(level: u32) -> Self {
-        Self { level }
+    fn new(level: u32, cache: Option<Arc<dyn BlockCache>>) -> Self {
+        Self { level, cache }
+    }
+
+    /// The block compressed, from the cache when it holds it.
+    fn compress(&mut self, job: &Job, out: Vec<u8>) -> io::Result<Compressed> {
+        let Some(cache) = self.cache.clone() else { return self.deflate(job, out) };
+        let data = &job.data[..job.len];
+        let key = BlockKey::of(self.level, &job.dictionary, data);
+        if let Some(bytes) = cache.get(&key) {
+            let mut crc = crc32fast::Hasher::new();
+            crc.update(data);
+            let sha256 = sha2::Sha256::digest(&bytes).into();
+            return Ok(Compressed { bytes, crc, sha256 });
+        }
+        let compressed = self.deflate(job, out)?;
+        cache.put(&key, &compressed.bytes);
+        Ok(compressed)
     }
 
     /// Raw-deflates one block into `out`, ending with a sync flush so that it ends on a byte
     /// boundary and blocks can be concatenated (the writer adds the final block).
-    fn compress(&mut self, job: &Job, mut out: Vec<u8>) -> io::Result<Compressed> {
+    fn deflate(&mut self, job: &Job, mut out: Vec<u8>) -> io::Result<Compressed> {
         let data = &job.data[..job.len];
         let mut crc = crc32fast::Hasher::new();
         crc.update(data);
@@ -558,4 +626,75 @@ mod tests {
         assert_ne!(before[2], after[2]);
         assert_eq!(before[4..], after[4..], "the change reached past the next block");
     }
+
+    /// Blocks in memory, counting how many were served.
+    #[derive(Default)]
+    struct MemoryCache {
+        blocks: Mutex<std::collections::HashMap<BlockKey, Vec<u8>>>,
+        hits: std::sync::atomic::AtomicUsize,
+    }
+
+    impl BlockCache for MemoryCache {
+        fn get(&self, key: &BlockKey) -> Option<Vec<u8>> {
+            let found = self.blocks.lock().unwrap().get(key).cloned();
+            if found.is_some() {
+                self.hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            found
+        }
+
+        fn put(&self, key: &BlockKey, compressed: &[u8]) {
+            self.blocks.lock().unwrap().insert(*key, compressed.to_vec());
+        }
+    }
+
+    fn gzip_cached(segments: &[Vec<u8>], cache: &Arc<MemoryCache>) -> (Vec<u8>, Vec<BlockEntry>) {
+        let shared: Arc<dyn BlockCache> = Arc::clone(cache) as Arc<dyn BlockCache>;
+        let mut w = ParallelGzipWriter::with_cache(Vec::new(), 6, 2, Some(shared)).unwrap();
+        for segment in segments {
+            w.write_all(segment).unwrap();
+            w.offer_cut().unwrap();
+        }
+        w.finish().unwrap()
+    }
+
+    #[test]
+    fn a_repack_takes_unchanged_blocks_from_the_cache_and_gives_the_same_bytes() {
+        let segments: Vec<Vec<u8>> = (0..5).map(|i| sample(300 * 1024 + i * 11)).collect();
+        let cache = Arc::new(MemoryCache::default());
+        let (cold, blocks) = gzip_cached(&segments, &cache);
+        assert_eq!(cache.hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+        let mut uncached = ParallelGzipWriter::new(Vec::new(), 6, 1).unwrap();
+        for segment in &segments {
+            uncached.write_all(segment).unwrap();
+            uncached.offer_cut().unwrap();
+        }
+        assert_eq!(uncached.finish().unwrap().0, cold, "the cache changed the bytes");
+
+        let (warm, _) = gzip_cached(&segments, &cache);
+        assert_eq!(warm, cold);
+        assert_eq!(cache.hits.load(std::sync::atomic::Ordering::SeqCst), blocks.len());
+
+        // A byte changed near the start of one segment: only its block is compressed again (the
+        // next block is primed with the segment's last 32 KiB, which did not change).
+        let mut changed = segments.clone();
+        changed[3][10] ^= 0x20;
+        let before = cache.hits.load(std::sync::atomic::Ordering::SeqCst);
+        let (repacked, _) = gzip_cached(&changed, &cache);
+        assert_eq!(cache.hits.load(std::sync::atomic::Ordering::SeqCst) - before, blocks.len() - 1);
+        assert_eq!(gunzip(&repacked), changed.concat());
+    }
+
+    #[test]
+    fn the_compressor_output_is_pinned_so_cached_blocks_stay_valid() {
+        // Cached blocks are reused across versions of Aether: if this changes, the compressor's
+        // output changed and BLOCK_FORMAT must change with it.
+        let mut w = ParallelGzipWriter::new(Vec::new(), 5, 1).unwrap();
+        w.write_all(&sample(300 * 1024)).unwrap();
+        let (_, blocks) = w.finish().unwrap();
+        assert_eq!(BLOCK_FORMAT, "aether-block-v1 zlib-rs sync-flush");
+        assert_eq!(blocks[0].sha256, PINNED_BLOCK_SHA256);
+    }
+
+    const PINNED_BLOCK_SHA256: &str = "d9fac86984cd10f60322ed8fde5333695a8762480b811930da02e6222e50b8a1";
 }

@@ -4,6 +4,7 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rustix::fs::{Mode, OFlags};
 
@@ -12,7 +13,7 @@ use tar::{EntryType, Header};
 
 use crate::blocks::BlockIndex;
 use crate::digest::HashingWriter;
-use crate::gzip::{FillError, ParallelGzipWriter};
+use crate::gzip::{BlockCache, FillError, ParallelGzipWriter};
 use crate::manifest::{ManifestEntry, ManifestWriter, Summary, mode_string};
 use crate::selection::{EntryKind, PackEntry, SelectionError};
 
@@ -25,7 +26,7 @@ pub const DEFAULT_MTIME: u64 = 315_532_800;
 /// `benches/run.sh pack`, whose size target allows 3%), and compression is most of a pack.
 pub const DEFAULT_LEVEL: u32 = 5;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PackOptions {
     /// Every entry's mtime; pass `SOURCE_DATE_EPOCH` when set, else [`DEFAULT_MTIME`].
     pub mtime: u64,
@@ -33,12 +34,25 @@ pub struct PackOptions {
     pub level: u32,
     /// Compression threads; the output does not depend on it.
     pub threads: usize,
+    /// Compressed blocks of earlier packs; the output does not depend on it either.
+    pub block_cache: Option<Arc<dyn BlockCache>>,
+}
+
+impl std::fmt::Debug for PackOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PackOptions")
+            .field("mtime", &self.mtime)
+            .field("level", &self.level)
+            .field("threads", &self.threads)
+            .field("block_cache", &self.block_cache.is_some())
+            .finish()
+    }
 }
 
 impl Default for PackOptions {
     fn default() -> Self {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Self { mtime: DEFAULT_MTIME, level: DEFAULT_LEVEL, threads }
+        Self { mtime: DEFAULT_MTIME, level: DEFAULT_LEVEL, threads, block_cache: None }
     }
 }
 
@@ -138,8 +152,13 @@ const ZEROS: [u8; 2 * RECORD] = [0; 2 * RECORD];
 
 impl<W: Write> Packer<W> {
     pub fn new(out: W, options: &PackOptions) -> Result<Self, PackError> {
-        let gzip = ParallelGzipWriter::new(HashingWriter::new(out), options.level, options.threads)
-            .map_err(PackError::Write)?;
+        let gzip = ParallelGzipWriter::with_cache(
+            HashingWriter::new(out),
+            options.level,
+            options.threads,
+            options.block_cache.clone(),
+        )
+        .map_err(PackError::Write)?;
         Ok(Self {
             gzip,
             tar_hasher: Sha256::new(),
@@ -364,7 +383,7 @@ mod tests {
             file(&long_file),
             file("d/record"),
         ];
-        let options = PackOptions { mtime: 1_234, level: 6, threads: 2 };
+        let options = PackOptions { mtime: 1_234, level: 6, threads: 2, block_cache: None };
         let mut gz = Vec::new();
         let packed = pack(entries.iter().cloned().map(Ok), &options, &mut gz, io::sink(), &mut |_| {}).unwrap();
         let mut tar_bytes = Vec::new();
@@ -422,7 +441,7 @@ mod tests {
     }
 
     fn block_hashes(root: &Path, entries: &[PackEntry]) -> Vec<String> {
-        let options = PackOptions { mtime: 1, level: 6, threads: 2 };
+        let options = PackOptions { mtime: 1, level: 6, threads: 2, block_cache: None };
         let packed = pack(entries.iter().cloned().map(Ok), &options, io::sink(), io::sink(), &mut |_| {}).unwrap();
         let _ = root;
         packed.block_index.blocks.into_iter().map(|b| b.sha256).collect()

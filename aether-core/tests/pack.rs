@@ -26,7 +26,7 @@ fn options(root: &Path) -> SelectionOptions {
 
 fn pack_dir(root: &Path, threads: usize, mtime: u64) -> (Vec<u8>, Manifest) {
     let mut out = Vec::new();
-    let opts = PackOptions { mtime, level: 6, threads };
+    let opts = PackOptions { mtime, level: 6, threads, block_cache: None };
     let walker = Walker::new(&options(root)).unwrap();
     let packed = pack(walker, &opts, &mut out, Vec::new(), &mut |_| {}).unwrap();
     (out, Manifest::from_json(&packed.manifest).unwrap())

@@ -3,12 +3,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aether_core::digest::HashingWriter;
+use aether_core::gzip::BlockCache;
 use aether_core::lockfile;
 use aether_core::manifest::{Manifest, ManifestEntry, Summary};
 use aether_core::pack::{DEFAULT_MTIME, PackOptions, Packed};
+
+use crate::block_cache::DiskBlockCache;
 use aether_core::project::{self, NodeProject};
 use aether_core::selection::{EntryKind, PackEntry, SelectionOptions, Walker};
 use aether_core::signing::SigningKey;
@@ -53,6 +57,8 @@ pub struct BuildOptions {
     pub provenance_timeout: Duration,
     pub threads: usize,
     pub npm_program: String,
+    /// Bound of the compressed-block cache under `cache_dir/blocks`; 0 turns it off.
+    pub block_cache_bytes: u64,
 }
 
 impl BuildOptions {
@@ -73,6 +79,7 @@ impl BuildOptions {
             provenance_timeout: describe::DEFAULT_PROVENANCE_TIMEOUT,
             threads: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
             npm_program: "npm".to_owned(),
+            block_cache_bytes: crate::block_cache::DEFAULT_LIMIT_BYTES,
         }
     }
 }
@@ -291,10 +298,14 @@ fn pack(
     selection: &SelectionOptions,
     events: &mut dyn FnMut(BuildEvent),
 ) -> Result<Staged, Error> {
+    // Compressed blocks of earlier builds: a repack compresses only what changed.
+    let block_cache = (options.block_cache_bytes > 0)
+        .then(|| DiskBlockCache::new(options.cache_dir.join("blocks"), options.block_cache_bytes));
     let pack_options = PackOptions {
         mtime: options.source_date_epoch.unwrap_or(DEFAULT_MTIME),
         level: aether_core::pack::DEFAULT_LEVEL,
         threads: options.threads.max(1),
+        block_cache: block_cache.clone().map(|cache| Arc::new(cache) as Arc<dyn BlockCache>),
     };
     let (mut files_done, mut bytes_done, mut native) = (0, 0, Vec::new());
     let mut packages = BTreeSet::new();
@@ -352,6 +363,9 @@ fn pack(
         )
     };
     warnings.append(&mut native);
+    if let Some(cache) = block_cache {
+        cache.trim();
+    }
     Ok(Staged { file, manifest_file, manifest_sha256, summary, block_index, warnings, entries, packages })
 }
 

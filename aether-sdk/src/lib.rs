@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod block_cache;
 pub mod build;
 pub mod client;
 pub mod config;

@@ -28,6 +28,8 @@ pub const NAMESPACE_ENV: &str = "AETHER_DEFAULT_NAMESPACE";
 pub const REQUIRE_PROVENANCE_ENV: &str = "AETHER_REQUIRE_PROVENANCE";
 /// Time budget for provenance, in milliseconds.
 pub const PROVENANCE_TIMEOUT_ENV: &str = "AETHER_PROVENANCE_TIMEOUT_MS";
+/// Bound of the compressed-block cache in bytes (default 2 GiB; 0 turns it off).
+pub const BLOCK_CACHE_ENV: &str = "AETHER_BLOCK_CACHE_MAX_BYTES";
 
 /// The build of `project_dir` as the environment and `config.toml` configure it: signing key,
 /// `SOURCE_DATE_EPOCH`, namespace and provenance settings, the dependency cache under `paths`.
@@ -52,6 +54,9 @@ pub fn build_options(
     options.require_provenance = env(REQUIRE_PROVENANCE_ENV).is_some_and(|v| v == "1" || v == "true");
     options.provenance_timeout =
         number_variable(&env, PROVENANCE_TIMEOUT_ENV)?.map_or(DEFAULT_PROVENANCE_TIMEOUT, Duration::from_millis);
+    if let Some(limit) = number_variable(&env, BLOCK_CACHE_ENV)? {
+        options.block_cache_bytes = limit;
+    }
     Ok(options)
 }
 
