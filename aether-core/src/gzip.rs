@@ -47,10 +47,12 @@ struct Job {
     len: usize,
 }
 
-/// One compressed block: its bytes, the CRC-32 of its input, and the SHA-256 of its bytes.
+/// One compressed block: its bytes, the CRC-32 and length of its input, and the SHA-256 of
+/// its bytes.
 struct Compressed {
     bytes: Vec<u8>,
     crc: crc32fast::Hasher,
+    input_length: u64,
     sha256: [u8; 32],
 }
 
@@ -174,10 +176,8 @@ pub struct ParallelGzipWriter<W: Write> {
     max_in_flight: u64,
     next_submit: u64,
     next_write: u64,
-    /// Compressed blocks waiting for those before them, with their input length.
-    ready: BTreeMap<u64, (Compressed, u64)>,
-    /// Input lengths of the blocks being compressed, by sequence number.
-    input_lengths: BTreeMap<u64, u64>,
+    /// Compressed blocks waiting for those before them.
+    ready: BTreeMap<u64, Compressed>,
     /// Bytes written so far, the header included: the offset of the next block.
     written: u64,
     blocks: Vec<BlockEntry>,
@@ -212,8 +212,8 @@ impl<W: Write> ParallelGzipWriter<W> {
             1 => 4,
             _ => 0,
         };
-        inner.write_all(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, extra_flags, 3])?;
-        const _: () = assert!(HEADER_LEN == 10);
+        let header: [u8; HEADER_LEN as usize] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, extra_flags, 3];
+        inner.write_all(&header)?;
         let pool = Arc::new(BufferPool::default());
         // Even one thread compresses beside the caller, not on its thread: feeding and compressing
         // overlap, and a deflate state allocated per block never lands between the caller's
@@ -233,7 +233,6 @@ impl<W: Write> ParallelGzipWriter<W> {
             next_submit: 0,
             next_write: 0,
             ready: BTreeMap::new(),
-            input_lengths: BTreeMap::new(),
             written: HEADER_LEN,
             blocks: Vec::new(),
         })
@@ -311,7 +310,6 @@ impl<W: Write> ParallelGzipWriter<W> {
         let tail = len.saturating_sub(DICTIONARY_SIZE);
         self.dictionary.extend_from_slice(&data[tail..len]);
         self.total_in += len as u64;
-        self.input_lengths.insert(self.next_submit, len as u64);
         let job = Job { seq: self.next_submit, dictionary, data, len };
         self.next_submit += 1;
         self.workers.jobs.send(job).map_err(|_| stopped())?;
@@ -323,20 +321,19 @@ impl<W: Write> ParallelGzipWriter<W> {
 
     fn wait_for_one(&mut self) -> io::Result<()> {
         let done = self.workers.done.recv().map_err(|_| stopped())?;
-        let input_length = self.input_lengths.remove(&done.seq).unwrap_or_default();
-        self.ready.insert(done.seq, (done.result?, input_length));
+        self.ready.insert(done.seq, done.result?);
         self.write_ready()
     }
 
     fn write_ready(&mut self) -> io::Result<()> {
-        while let Some((block, input_length)) = self.ready.remove(&self.next_write) {
+        while let Some(block) = self.ready.remove(&self.next_write) {
             self.inner.write_all(&block.bytes)?;
             let length = block.bytes.len() as u64;
             self.blocks.push(BlockEntry {
                 offset: self.written,
                 length,
                 sha256: hex::encode(block.sha256),
-                input_length,
+                input_length: block.input_length,
             });
             self.written += length;
             self.pool.give_spare(block.bytes);
@@ -432,7 +429,7 @@ impl BlockCompressor {
             let mut crc = crc32fast::Hasher::new();
             crc.update(data);
             let sha256 = sha2::Sha256::digest(&bytes).into();
-            return Ok(Compressed { bytes, crc, sha256 });
+            return Ok(Compressed { bytes, crc, input_length: data.len() as u64, sha256 });
         }
         let compressed = self.deflate(job, out)?;
         cache.put(&key, &compressed.bytes);
@@ -471,7 +468,7 @@ impl BlockCompressor {
             }
         }
         let sha256 = sha2::Sha256::digest(&out).into();
-        Ok(Compressed { bytes: out, crc, sha256 })
+        Ok(Compressed { bytes: out, crc, input_length: data.len() as u64, sha256 })
     }
 }
 
