@@ -35,18 +35,8 @@ fn a_deploy_over_a_slow_lossy_link_completes_and_stores_the_exact_artifact() {
     let mut server = link.start_server(dir.path());
     let port = port_of(&server);
     // Both directions lose one packet in 50 to the server's port.
-    link.iptables(
-        &["-A", "INPUT", "-p", "tcp", "--dport", &port, "-m", "statistic", "--mode", "random"]
-            .into_iter()
-            .chain(["--probability", "0.02", "-m", "comment", "--comment", "loss-in", "-j", "DROP"])
-            .collect::<Vec<_>>(),
-    );
-    link.iptables(
-        &["-A", "OUTPUT", "-p", "tcp", "--sport", &port, "-m", "statistic", "--mode", "random"]
-            .into_iter()
-            .chain(["--probability", "0.02", "-m", "comment", "--comment", "loss-out", "-j", "DROP"])
-            .collect::<Vec<_>>(),
-    );
+    link.drop_at_random("INPUT", "--dport", &port, "loss-in");
+    link.drop_at_random("OUTPUT", "--sport", &port, "loss-out");
     let user = user_with_big_artifact(dir.path(), &server);
 
     let (code, deployed) = user.json_with(&["deploy"], &[("AETHER_INSECURE", "1")]);
@@ -238,6 +228,14 @@ impl Link {
         rule.extend(["--connbytes-dir", "original", "--connbytes-mode", "bytes"]);
         rule.extend(extra);
         rule.extend(["-m", "comment", "--comment", "reset", "-j", "REJECT", "--reject-with", "tcp-reset"]);
+        self.iptables(&rule);
+    }
+
+    /// Drops 2% of the packets through `chain` whose `port_match` (`--dport`/`--sport`) is
+    /// `port`, in a rule counted as `comment`.
+    fn drop_at_random(&self, chain: &str, port_match: &str, port: &str, comment: &str) {
+        let mut rule = vec!["-A", chain, "-p", "tcp", port_match, port, "-m", "statistic", "--mode", "random"];
+        rule.extend(["--probability", "0.02", "-m", "comment", "--comment", comment, "-j", "DROP"]);
         self.iptables(&rule);
     }
 
